@@ -181,7 +181,11 @@ impl NodeClient {
                     let msg = error_chain(&e);
                     // Nothing reached the node: the operation cannot have happened.
                     let definite = e.is_connect() || f == OpKind::Read;
-                    let outcome = if definite { Outcome::Fail } else { Outcome::Info };
+                    let outcome = if definite {
+                        Outcome::Fail
+                    } else {
+                        Outcome::Info
+                    };
                     return OpResult {
                         served_by,
                         ..OpResult::new(outcome, Some(msg))
@@ -195,7 +199,12 @@ impl NodeClient {
                         target = l.to_string();
                         continue;
                     }
-                    None => return OpResult::new(Outcome::Fail, Some("redirect without Location".into())),
+                    None => {
+                        return OpResult::new(
+                            Outcome::Fail,
+                            Some("redirect without Location".into()),
+                        )
+                    }
                 }
             }
             let body: serde_json::Value = match resp.json().await {
@@ -208,11 +217,18 @@ impl NodeClient {
                     };
                     return OpResult {
                         served_by,
-                        ..OpResult::new(outcome, Some(format!("HTTP {status}: unreadable body: {e}")))
+                        ..OpResult::new(
+                            outcome,
+                            Some(format!("HTTP {status}: unreadable body: {e}")),
+                        )
                     };
                 }
             };
-            let err = || body["error"].as_str().map(|s| format!("HTTP {status}: {s}"));
+            let err = || {
+                body["error"]
+                    .as_str()
+                    .map(|s| format!("HTTP {status}: {s}"))
+            };
             let mut r = match (f, status) {
                 (_, 200) => OpResult {
                     value: if f == OpKind::Read {

@@ -32,7 +32,13 @@ pub struct OpGen {
 
 impl OpGen {
     /// A generator for client `process` of `concurrency`, sharing `rate` ops/s.
-    pub fn new(workload: &Workload, seed: u64, process: u64, rate: f64, concurrency: usize) -> Self {
+    pub fn new(
+        workload: &Workload,
+        seed: u64,
+        process: u64,
+        rate: f64,
+        concurrency: usize,
+    ) -> Self {
         OpGen {
             rng: StdRng::seed_from_u64(seed ^ (process.wrapping_mul(0x9E37_79B9_7F4A_7C15))),
             process,
@@ -50,7 +56,10 @@ impl OpGen {
         let total: f64 = self.weights.iter().sum();
         let mut x = self.rng.random_range(0.0..total);
         let mut f = OpKind::Read;
-        for (kind, w) in [OpKind::Read, OpKind::Write, OpKind::Cas].into_iter().zip(self.weights) {
+        for (kind, w) in [OpKind::Read, OpKind::Write, OpKind::Cas]
+            .into_iter()
+            .zip(self.weights)
+        {
             if x < w {
                 f = kind;
                 break;
@@ -101,7 +110,11 @@ mod tests {
 
     #[test]
     fn same_seed_same_operations() {
-        let w = wl(Mix { read: 1.0, write: 1.0, cas: 1.0 });
+        let w = wl(Mix {
+            read: 1.0,
+            write: 1.0,
+            cas: 1.0,
+        });
         let a: Vec<_> = {
             let mut g = OpGen::new(&w, 42, 1, 10.0, 2);
             (0..50).map(|_| g.next_op()).collect()
@@ -116,16 +129,25 @@ mod tests {
 
     #[test]
     fn written_values_are_unique_and_mix_is_respected() {
-        let w = wl(Mix { read: 0.0, write: 1.0, cas: 0.0 });
+        let w = wl(Mix {
+            read: 0.0,
+            write: 1.0,
+            cas: 0.0,
+        });
         let mut g = OpGen::new(&w, 1, 7, 10.0, 2);
-        let vals: std::collections::HashSet<_> = (0..200).map(|_| g.next_op().value.unwrap()).collect();
+        let vals: std::collections::HashSet<_> =
+            (0..200).map(|_| g.next_op().value.unwrap()).collect();
         assert_eq!(vals.len(), 200);
         assert!(vals.iter().all(|v| v.starts_with("7-")));
     }
 
     #[test]
     fn cas_expects_the_last_value_seen() {
-        let w = wl(Mix { read: 0.0, write: 0.0, cas: 1.0 });
+        let w = wl(Mix {
+            read: 0.0,
+            write: 0.0,
+            cas: 1.0,
+        });
         let mut g = OpGen::new(&w, 3, 0, 10.0, 2);
         for k in ["k0", "k1", "k2"] {
             g.observe(k, Some("seen".into()));
@@ -137,7 +159,11 @@ mod tests {
 
     #[test]
     fn gaps_average_to_the_rate() {
-        let w = wl(Mix { read: 1.0, write: 0.0, cas: 0.0 });
+        let w = wl(Mix {
+            read: 1.0,
+            write: 0.0,
+            cas: 0.0,
+        });
         let mut g = OpGen::new(&w, 9, 0, 10.0, 2);
         let mean = (0..4000).map(|_| g.gap().as_secs_f64()).sum::<f64>() / 4000.0;
         assert!((mean - 0.2).abs() < 0.02, "mean gap {mean}");

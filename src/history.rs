@@ -137,7 +137,10 @@ pub enum Role {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A run phase began: setup, running, healing, final_reads, checking, teardown.
-    Phase { time_ms: f64, phase: String },
+    Phase {
+        time_ms: f64,
+        phase: String,
+    },
     Invoke(Invocation),
     Complete(Completion),
     /// A nemesis step. `action` is the verb (partition, heal, kill, start, pause,

@@ -1,3 +1,5 @@
+//! `harness`: see `harness --help` and the README.
+
 fn main() {
-    println!("harness: not yet");
+    std::process::exit(harness::cli::main());
 }

@@ -26,11 +26,17 @@ pub struct Topology {
 impl Topology {
     /// Node id serving at `addr`.
     pub fn node_of(&self, addr: &str) -> Option<&str> {
-        self.nodes.iter().find(|(_, a)| a == addr).map(|(n, _)| n.as_str())
+        self.nodes
+            .iter()
+            .find(|(_, a)| a == addr)
+            .map(|(n, _)| n.as_str())
     }
     /// Address of node `id`.
     pub fn addr_of(&self, id: &str) -> Option<&str> {
-        self.nodes.iter().find(|(n, _)| n == id).map(|(_, a)| a.as_str())
+        self.nodes
+            .iter()
+            .find(|(n, _)| n == id)
+            .map(|(_, a)| a.as_str())
     }
 }
 
@@ -71,7 +77,8 @@ pub async fn watch_zookeeper(
                 let (children, _, w1) = client.get_and_watch_children(ELECTION).await?;
                 let mut members = Vec::new();
                 for c in &children {
-                    let Some(seq) = c.strip_prefix("node_").and_then(|s| s.parse::<u64>().ok()) else {
+                    let Some(seq) = c.strip_prefix("node_").and_then(|s| s.parse::<u64>().ok())
+                    else {
                         continue;
                     };
                     // A member may vanish between the listing and this read.
@@ -84,7 +91,8 @@ pub async fn watch_zookeeper(
                 members.sort();
                 let (data, _, w2) = client.get_and_watch_data(LEADER).await?;
                 let addr = String::from_utf8_lossy(&data).to_string();
-                let leader = (!addr.is_empty()).then(|| topo.node_of(&addr).unwrap_or(&addr).to_string());
+                let leader =
+                    (!addr.is_empty()).then(|| topo.node_of(&addr).unwrap_or(&addr).to_string());
                 Ok::<_, zk::Error>((members, leader, w1, w2))
             };
             let (members, leader, w1, w2) = match step.await {
@@ -231,7 +239,11 @@ pub async fn current_leader(topo: &Topology, client: &NodeClient) -> Option<(Str
 }
 
 /// Wait up to `deadline` for a leader.
-pub async fn wait_for_leader(topo: &Topology, client: &NodeClient, deadline: Duration) -> Option<(String, u64)> {
+pub async fn wait_for_leader(
+    topo: &Topology,
+    client: &NodeClient,
+    deadline: Duration,
+) -> Option<(String, u64)> {
     let end = tokio::time::Instant::now() + deadline;
     loop {
         if let Some(l) = current_leader(topo, client).await {

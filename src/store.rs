@@ -78,7 +78,8 @@ impl RunDir {
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
         let p = self.path.join(name);
         let text = serde_json::to_string_pretty(value)?;
-        std::fs::write(&p, text + "\n").with_context(|| format!("failed to write `{}`", p.display()))
+        std::fs::write(&p, text + "\n")
+            .with_context(|| format!("failed to write `{}`", p.display()))
     }
 
     /// Path of the history file.

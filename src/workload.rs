@@ -1,11 +1,11 @@
 //! Workloads: what clients do. Each is a declarative file in `workloads/`
 //! (TOML), resolved by name, so a user adds one without recompiling.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// A workload definition (`workloads/NAME.toml`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
     /// File format version; must be 1.
@@ -35,7 +35,7 @@ fn default_concurrency() -> usize {
 }
 
 /// Weights of reads, writes and compare-and-sets.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Mix {
     #[serde(default)]
@@ -108,10 +108,7 @@ pub fn load_toml<T: serde::de::DeserializeOwned>(
         source,
     })?;
     let value = toml::from_str(&text).map_err(|e| {
-        let (line, column) = e
-            .span()
-            .map(|s| line_col(&text, s.start))
-            .unwrap_or((0, 0));
+        let (line, column) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((0, 0));
         DefinitionError::Parse {
             path: p.clone(),
             line,
@@ -140,16 +137,25 @@ impl Workload {
             message,
         };
         if w.version != 1 {
-            return Err(invalid(format!("version {} is not supported; use version = 1", w.version)));
+            return Err(invalid(format!(
+                "version {} is not supported; use version = 1",
+                w.version
+            )));
         }
         if w.keys == 0 {
             return Err(invalid("keys must be at least 1".into()));
         }
         let m = w.mix;
-        if [m.read, m.write, m.cas].iter().any(|x| !(*x >= 0.0)) || m.read + m.write + m.cas <= 0.0 {
-            return Err(invalid("mix weights must be non-negative and not all zero".into()));
+        if [m.read, m.write, m.cas]
+            .iter()
+            .any(|x| x.is_nan() || *x < 0.0)
+            || m.read + m.write + m.cas <= 0.0
+        {
+            return Err(invalid(
+                "mix weights must be non-negative and not all zero".into(),
+            ));
         }
-        if !(w.rate > 0.0) || w.concurrency == 0 {
+        if w.rate.is_nan() || w.rate <= 0.0 || w.concurrency == 0 {
             return Err(invalid("rate and concurrency must be positive".into()));
         }
         Ok(w)
@@ -185,7 +191,10 @@ mod tests {
         write(d.path(), "a", "");
         write(d.path(), "b", "");
         let err = Workload::load(d.path(), "zzz").unwrap_err().to_string();
-        assert!(err.contains("unknown workload `zzz`") && err.contains("a, b"), "{err}");
+        assert!(
+            err.contains("unknown workload `zzz`") && err.contains("a, b"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -197,8 +206,15 @@ mod tests {
             "version = 1\ndescription = \"x\"\nkeys = \"three\"\n[mix]\nread = 1.0\n",
         );
         let err = Workload::load(d.path(), "bad").unwrap_err().to_string();
-        assert!(err.contains("bad.toml") && err.contains("line 3, column 8"), "{err}");
-        write(d.path(), "typo", "version = 1\ndescription = \"x\"\nkeys = 3\nrat = 2\n[mix]\nread = 1.0\n");
+        assert!(
+            err.contains("bad.toml") && err.contains("line 3, column 8"),
+            "{err}"
+        );
+        write(
+            d.path(),
+            "typo",
+            "version = 1\ndescription = \"x\"\nkeys = 3\nrat = 2\n[mix]\nread = 1.0\n",
+        );
         let err = Workload::load(d.path(), "typo").unwrap_err().to_string();
         assert!(err.contains("line 4") && err.contains("rat"), "{err}");
     }
@@ -206,10 +222,24 @@ mod tests {
     #[test]
     fn invalid_values_are_refused() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "z", "version = 1\ndescription = \"x\"\nkeys = 0\n[mix]\nread = 1.0\n");
-        assert!(Workload::load(d.path(), "z").unwrap_err().to_string().contains("keys"));
-        write(d.path(), "v", "version = 2\ndescription = \"x\"\nkeys = 1\n[mix]\nread = 1.0\n");
-        assert!(Workload::load(d.path(), "v").unwrap_err().to_string().contains("version"));
+        write(
+            d.path(),
+            "z",
+            "version = 1\ndescription = \"x\"\nkeys = 0\n[mix]\nread = 1.0\n",
+        );
+        assert!(Workload::load(d.path(), "z")
+            .unwrap_err()
+            .to_string()
+            .contains("keys"));
+        write(
+            d.path(),
+            "v",
+            "version = 2\ndescription = \"x\"\nkeys = 1\n[mix]\nread = 1.0\n",
+        );
+        assert!(Workload::load(d.path(), "v")
+            .unwrap_err()
+            .to_string()
+            .contains("version"));
     }
 
     #[test]

@@ -65,7 +65,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("`{s}` is not a duration; use e.g. 4s or 2500ms"))?;
-    if !(v > 0.0) {
+    if v.is_nan() || v <= 0.0 {
         return Err(format!("`{s}` must be positive"));
     }
     Ok(Duration::from_secs_f64(v * mult / 1000.0))

@@ -315,12 +315,19 @@ impl Node {
                 token: term.token,
                 from,
             };
+            let need = self.majority() - 1;
             let replies = self
-                .ask_others::<_, SyncResponse>("/internal/sync", &req)
+                .ask_others::<_, SyncResponse>("/internal/sync", &req, |a| {
+                    a.iter()
+                        .filter(|r| matches!(r, SyncResponse::Ok { .. }))
+                        .count()
+                        >= need
+                        || a.iter().any(|r| matches!(r, SyncResponse::Stale { .. }))
+                })
                 .await;
             let mut best: Option<(u64, u64, Vec<Entry>)> = None;
             let mut oks = 1; // ourselves
-            for r in replies.into_iter().flatten() {
+            for r in replies {
                 match r {
                     SyncResponse::Stale { highest } => {
                         self.step_down(term.token, &format!("sync refused: token {highest} seen"))
@@ -529,35 +536,48 @@ impl Node {
         }
     }
 
-    /// Send `body` to every other member concurrently; `None` for failures.
-    async fn ask_others<B, R>(&self, path: &str, body: &B) -> Vec<Option<R>>
+    /// Send `body` to every other member concurrently and return the answers
+    /// as soon as `enough(answers)` holds (or every call has ended), so an
+    /// unreachable member never delays a majority round.
+    async fn ask_others<B, R>(&self, path: &str, body: &B, enough: impl Fn(&[R]) -> bool) -> Vec<R>
     where
         B: serde::Serialize,
         R: serde::de::DeserializeOwned,
     {
-        let calls = self.others().map(|peer| {
-            let req = self.http.post(format!("http://{peer}{path}")).json(body);
-            async move {
-                let r = req.send().await.ok()?;
-                if !r.status().is_success() {
-                    return None;
+        use futures::stream::{FuturesUnordered, StreamExt};
+        let mut calls: FuturesUnordered<_> = self
+            .others()
+            .map(|peer| {
+                let req = self.http.post(format!("http://{peer}{path}")).json(body);
+                async move {
+                    let r = req.send().await.ok()?;
+                    if !r.status().is_success() {
+                        return None;
+                    }
+                    r.json::<R>().await.ok()
                 }
-                r.json::<R>().await.ok()
+            })
+            .collect();
+        let mut answers = Vec::new();
+        while let Some(a) = calls.next().await {
+            answers.extend(a);
+            if enough(&answers) {
+                break;
             }
-        });
-        futures::future::join_all(calls).await
+        }
+        answers
     }
 
     /// A majority confirms no token above ours exists.
     async fn confirm(&self, term: Term) -> Result<(), Refusal> {
+        let (need, token) = (self.majority() - 1, term.token);
         let replies = self
-            .ask_others::<_, ConfirmResponse>(
-                "/internal/confirm",
-                &ConfirmRequest { token: term.token },
-            )
+            .ask_others::<_, ConfirmResponse>("/internal/confirm", &ConfirmRequest { token }, |a| {
+                a.iter().any(|r| r.highest > token) || a.len() >= need
+            })
             .await;
         let mut ok = 1;
-        for r in replies.into_iter().flatten() {
+        for r in replies {
             if r.highest > term.token {
                 self.step_down(
                     term.token,

@@ -48,9 +48,13 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 
 /// Parse a JSON body ourselves so malformed input gets a JSON error naming
 /// what is wrong.
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("malformed JSON body: {e}")))
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("malformed JSON body: {e}"),
+        ))
+    })
 }
 
 fn refusal(r: Refusal, uri: &Uri) -> Response {
@@ -106,7 +110,7 @@ async fn write(
 ) -> Response {
     let req: WriteRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if req.value.len() > MAX_VALUE_BYTES {
         return error(
@@ -165,7 +169,7 @@ async fn append(State(node): State<Arc<Node>>, body: Bytes) -> Response {
             Ok(r) => Json(r).into_response(),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         },
-        Err(resp) => resp,
+        Err(resp) => *resp,
     }
 }
 
@@ -175,13 +179,13 @@ async fn sync(State(node): State<Arc<Node>>, body: Bytes) -> Response {
             Ok(r) => Json(r).into_response(),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         },
-        Err(resp) => resp,
+        Err(resp) => *resp,
     }
 }
 
 async fn confirm(State(node): State<Arc<Node>>, body: Bytes) -> Response {
     match parse(&body) {
         Ok(req) => Json(node.handle_confirm(req).await).into_response(),
-        Err(resp) => resp,
+        Err(resp) => *resp,
     }
 }

@@ -108,7 +108,7 @@ impl Schedule {
     /// The timeline within `time_limit`: quiet `interval`, fault, heal after
     /// its duration, repeat. A fault is planned only if it heals in time.
     pub fn plan(&self, seed: u64, time_limit: Duration) -> Vec<PlannedFault> {
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x6E65_6D65_7369_73);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x006E_656D_6573_6973);
         let mut out = Vec::new();
         if self.faults.is_empty() {
             return out;
@@ -147,7 +147,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("`{s}` is not a duration (e.g. 4s, 500ms)"))?;
-    if !(v >= 0.0) || !v.is_finite() {
+    if v.is_nan() || v < 0.0 || !v.is_finite() {
         return Err(format!("`{s}` must be a non-negative duration"));
     }
     Ok(Duration::from_secs_f64(v * scale))
@@ -190,15 +190,24 @@ mod tests {
     }
 
     fn kill() -> FaultSpec {
-        FaultSpec { kind: FaultKind::Kill, target: Target::Leader, duration: None }
+        FaultSpec {
+            kind: FaultKind::Kill,
+            target: Target::Leader,
+            duration: None,
+        }
     }
 
     #[test]
     fn plan_alternates_quiet_and_fault_within_the_limit() {
         let p = sched(Order::Cycle, vec![kill()]).plan(1, Duration::from_secs(12));
-        let times: Vec<(u64, u64)> = p.iter().map(|f| (f.at.as_secs(), f.heal_at.as_secs())).collect();
+        let times: Vec<(u64, u64)> = p
+            .iter()
+            .map(|f| (f.at.as_secs(), f.heal_at.as_secs()))
+            .collect();
         assert_eq!(times, vec![(2, 5), (7, 10)]);
-        assert!(sched(Order::Cycle, vec![]).plan(1, Duration::from_secs(60)).is_empty());
+        assert!(sched(Order::Cycle, vec![])
+            .plan(1, Duration::from_secs(60))
+            .is_empty());
     }
 
     #[test]
@@ -233,14 +242,20 @@ mod tests {
         )
         .unwrap();
         let err = Schedule::load(d.path(), "x").unwrap_err().to_string();
-        assert!(err.contains("x.toml") && err.contains("line 4") && err.contains("3 parsecs"), "{err}");
+        assert!(
+            err.contains("x.toml") && err.contains("line 4") && err.contains("3 parsecs"),
+            "{err}"
+        );
         std::fs::write(
             d.path().join("y.toml"),
             "version = 1\ndescription = \"d\"\ninterval = \"2s\"\nduration = \"3s\"\n[[fault]]\nkind = \"explode\"\ntarget = \"leader\"\n",
         )
         .unwrap();
         let err = Schedule::load(d.path(), "y").unwrap_err().to_string();
-        assert!(err.contains("line 6") && err.contains("explode") && err.contains("kill"), "{err}");
+        assert!(
+            err.contains("line 6") && err.contains("explode") && err.contains("kill"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -99,7 +99,9 @@ impl Cluster {
         };
         wait_for("ZooKeeper to serve", Duration::from_secs(30), || {
             use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", zk_port)).ok()?;
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], zk_port));
+            let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
             s.write_all(b"srvr").ok()?;
             let mut out = String::new();
             s.read_to_string(&mut out).ok()?;

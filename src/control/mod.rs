@@ -1,0 +1,164 @@
+//! Control: how the harness runs a command on a node.
+//!
+//! [`Remote`] is the seam (Jepsen's `control/core.clj` protocol): run a
+//! command and wait for it, start a detached process, signal it by PID, ask
+//! whether it lives. [`netns::NetnsRemote`] implements it for nodes that are
+//! network namespaces on this machine; an SSH implementation will join it as
+//! another [`Control`] variant.
+
+pub mod netns;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+use crate::journal::UndoId;
+
+pub use netns::NetnsRemote;
+
+/// The result of a command run to completion on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Exit code; `None` if killed by a signal.
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+
+    /// `Ok(self)` if the command succeeded, else an error naming `what`.
+    pub fn check(self, what: &str) -> Result<Output> {
+        if self.success() {
+            Ok(self)
+        } else {
+            bail!(
+                "{what} failed (exit {}): {}",
+                self.status
+                    .map_or_else(|| "by signal".to_string(), |s| s.to_string()),
+                self.stderr.trim()
+            )
+        }
+    }
+}
+
+/// How to start a long-running process on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnSpec {
+    /// Short name for logs and the journal, e.g. `zookeeper n1`.
+    pub label: String,
+    pub argv: Vec<String>,
+    /// Extra environment (e.g. `LD_PRELOAD` for libfaketime).
+    pub env: Vec<(String, String)>,
+    /// stdout and stderr are appended here.
+    pub log_file: PathBuf,
+}
+
+/// A process the harness started, identified by PID and start time so a
+/// recycled PID is never signalled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessHandle {
+    pub node: String,
+    pub label: String,
+    pub pid: i32,
+    /// Field 22 of `/proc/PID/stat` (clock ticks since boot).
+    pub start_time: u64,
+    /// The journal step that kills it.
+    pub undo: UndoId,
+}
+
+/// How the harness runs commands on nodes.
+pub trait Remote: Send + Sync {
+    /// Runs `argv` on `node` to completion, feeding it `stdin`.
+    fn exec_with_stdin(
+        &self,
+        node: &str,
+        argv: &[String],
+        stdin: Vec<u8>,
+    ) -> impl Future<Output = Result<Output>> + Send;
+
+    /// Runs `argv` on `node` to completion.
+    fn exec(&self, node: &str, argv: &[String]) -> impl Future<Output = Result<Output>> + Send {
+        self.exec_with_stdin(node, argv, Vec::new())
+    }
+
+    /// Starts a detached process on `node`. It is journaled (to be killed at
+    /// teardown) before it can run, is not in the harness's process group
+    /// (a Ctrl-C to the terminal does not reach it) and is reaped when it exits.
+    fn spawn(
+        &self,
+        node: &str,
+        spec: &SpawnSpec,
+    ) -> impl Future<Output = Result<ProcessHandle>> + Send;
+
+    /// Sends `sig` if the process is still the one in `handle`. `Ok(false)`
+    /// if it is gone. SIGSTOP is journaled first (teardown resumes it) and
+    /// returns once the process is stopped.
+    fn signal(
+        &self,
+        handle: &ProcessHandle,
+        sig: Signal,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Whether the process is running (a zombie is not).
+    fn is_alive(&self, handle: &ProcessHandle) -> impl Future<Output = bool> + Send;
+
+    /// Waits up to `timeout` for the process to exit; true if it did. Once
+    /// it has, its journal step is resolved.
+    fn wait_exit(
+        &self,
+        handle: &ProcessHandle,
+        timeout: Duration,
+    ) -> impl Future<Output = bool> + Send;
+}
+
+/// The concrete control in use; dispatches to one implementation.
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// Nodes are network namespaces on this machine.
+    Local(std::sync::Arc<NetnsRemote>),
+}
+
+impl Remote for Control {
+    async fn exec_with_stdin(&self, node: &str, argv: &[String], stdin: Vec<u8>) -> Result<Output> {
+        match self {
+            Control::Local(r) => r.exec_with_stdin(node, argv, stdin).await,
+        }
+    }
+
+    async fn spawn(&self, node: &str, spec: &SpawnSpec) -> Result<ProcessHandle> {
+        match self {
+            Control::Local(r) => r.spawn(node, spec).await,
+        }
+    }
+
+    async fn signal(&self, handle: &ProcessHandle, sig: Signal) -> Result<bool> {
+        match self {
+            Control::Local(r) => r.signal(handle, sig).await,
+        }
+    }
+
+    async fn is_alive(&self, handle: &ProcessHandle) -> bool {
+        match self {
+            Control::Local(r) => r.is_alive(handle).await,
+        }
+    }
+
+    async fn wait_exit(&self, handle: &ProcessHandle, timeout: Duration) -> bool {
+        match self {
+            Control::Local(r) => r.wait_exit(handle, timeout).await,
+        }
+    }
+}
+
+/// `["a", "b"]` as owned argv.
+pub fn argv<S: AsRef<str>>(args: &[S]) -> Vec<String> {
+    args.iter().map(|s| s.as_ref().to_string()).collect()
+}
