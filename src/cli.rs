@@ -3,6 +3,7 @@
 
 use crate::checker::CheckOptions;
 use crate::nemesis::schedule::{parse_duration, Schedule};
+use crate::report::baseline::{self, Baseline, BaselineSpec};
 use crate::report::{self, Report};
 use crate::run::{self, RunOptions};
 use crate::workload::{names_in, Workload};
@@ -54,6 +55,9 @@ enum Command {
     },
     /// Re-check a stored run offline (no cluster needed).
     Check(CheckArgs),
+    /// Regenerate report.html and junit.xml of a stored run, or rebuild a
+    /// reports folder's index.html (no cluster needed).
+    Report(ReportArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -97,18 +101,79 @@ struct RunArgs {
     /// Give up the linearizability search after this long (verdict unknown).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     check_timeout: Duration,
+    #[command(flatten)]
+    baseline: BaselineArgs,
+}
+
+/// `--baseline` and `--tolerance`, shared by `run` and `report`.
+#[derive(clap::Args, Debug)]
+struct BaselineArgs {
+    /// Fail (exit 1) if failover p99 is worse than this stored run's, or with
+    /// `auto` than the median of earlier runs of the same nemesis in the
+    /// reports folder, by more than --tolerance.
+    #[arg(long, value_name = "RUN_DIR|auto")]
+    baseline: Option<BaselineSpec>,
+    /// How much worse than the baseline failover p99 may be, e.g. 25%.
+    #[arg(long, default_value = "25%", value_parser = baseline::parse_tolerance, requires = "baseline")]
+    tolerance: f64,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["run_dir", "index"]))]
+struct ReportArgs {
+    /// A run folder (reports/<run-id>): regenerate its report.html and
+    /// junit.xml from report.json (checking history.jsonl first if the run
+    /// never wrote report.json), and its folder's index.html. Exits with the
+    /// run's verdict code.
+    run_dir: Option<PathBuf>,
+    /// Rebuild DIR/index.html from every run in DIR.
+    #[arg(long, value_name = "DIR", conflicts_with = "run_dir")]
+    index: Option<PathBuf>,
+    #[command(flatten)]
+    baseline: BaselineArgs,
 }
 
 #[derive(clap::Args, Debug)]
 struct CheckArgs {
-    /// A run folder (reports/<run-id>), holding history.jsonl.
+    /// A run folder (reports/<run-id>, holding history.jsonl), or a Jepsen
+    /// history file (EDN).
+    #[arg(value_name = "PATH")]
     run_dir: PathBuf,
+    /// What PATH holds (default: edn for a .edn file, else a run folder).
+    #[arg(long, value_enum)]
+    format: Option<CheckFormat>,
+    /// Model a Jepsen history is checked against (required with edn).
+    #[arg(long, value_enum)]
+    model: Option<crate::checker::jepsen::ModelName>,
+    /// The model's initial state, as EDN (default nil; multi-register: a map
+    /// like {:x 0}; mutex: true or false).
+    #[arg(long, value_name = "VALUE")]
+    init: Option<String>,
+    /// Jepsen independent keys (values are [key value] tuples).
+    #[arg(long, value_enum, default_value = "auto")]
+    independent: crate::checker::jepsen::Independent,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
     /// Fail (exit 1) if the slowest failover exceeds this.
     #[arg(long, value_parser = parse_duration)]
     max_failover: Option<Duration>,
     /// Give up the linearizability search after this long (verdict unknown).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     check_timeout: Duration,
+    /// Memory the linearizability search's memo may hold, e.g. 512MiB
+    /// (past it: verdict unknown).
+    #[arg(long, default_value = "512MiB", value_parser = crate::checker::resources::parse_bytes)]
+    check_memory: usize,
+}
+
+/// What `harness check` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CheckFormat {
+    /// A harness run folder holding history.jsonl.
+    Run,
+    /// A Jepsen history: one EDN vector of op maps, or one op map per line.
+    Edn,
 }
 
 const BUGS: &[&str] = &[
@@ -172,6 +237,7 @@ async fn dispatch(cmd: Command) -> i32 {
         Command::Doctor => doctor(),
         Command::Clean { force } => clean(force),
         Command::Check(a) => check(a),
+        Command::Report(a) => report_cmd(a),
         Command::Run(a) => run_cmd(a).await,
     }
 }
@@ -211,6 +277,15 @@ async fn run_cmd(a: RunArgs) -> i32 {
     if a.rate.is_some_and(|r| r.is_nan() || r <= 0.0) || a.concurrency == Some(0) {
         return usage("--rate and --concurrency must be positive");
     }
+    // An explicit baseline is read now: before the run (so `reports/latest`
+    // still names the previous run) and before anything is touched.
+    let explicit_baseline = match &a.baseline.baseline {
+        Some(BaselineSpec::Run(dir)) => match baseline::load_run(dir) {
+            Ok(b) => Some(b),
+            Err(e) => return usage(e),
+        },
+        _ => None,
+    };
     let problems = crate::doctor::check();
     if !problems.is_empty() {
         eprintln!("error: this machine cannot run the harness yet:");
@@ -236,8 +311,24 @@ async fn run_cmd(a: RunArgs) -> i32 {
         check_timeout: a.check_timeout,
         defs_dir: defs,
     };
+    let reports_dir = opts.out.clone();
     match run::run(opts).await {
-        Ok(r) => r.exit_code,
+        Ok(r) => match &a.baseline.baseline {
+            None => r.exit_code,
+            Some(spec) => {
+                let b = match spec {
+                    BaselineSpec::Auto => None,
+                    BaselineSpec::Run(_) => explicit_baseline,
+                };
+                match apply_baseline(&r.run_dir, &reports_dir, b, a.baseline.tolerance) {
+                    Ok(code) => code,
+                    Err(e) => {
+                        eprintln!("error: baseline comparison failed: {e:#}");
+                        r.exit_code
+                    }
+                }
+            }
+        },
         Err(e) => {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<crate::workload::DefinitionError>()
@@ -323,10 +414,26 @@ fn clean(force: bool) -> i32 {
 }
 
 fn check(a: CheckArgs) -> i32 {
+    let format = a.format.unwrap_or(
+        if a.run_dir
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("edn"))
+        {
+            CheckFormat::Edn
+        } else {
+            CheckFormat::Run
+        },
+    );
+    if format == CheckFormat::Edn {
+        return check_edn(a);
+    }
+    if a.model.is_some() || a.init.is_some() {
+        return usage("--model and --init apply to Jepsen histories (--format edn)");
+    }
     let history = a.run_dir.join("history.jsonl");
     if !history.exists() {
         return usage(format!(
-            "`{}` holds no history.jsonl; pass a run folder such as reports/latest",
+            "`{}` holds no history.jsonl; pass a run folder such as reports/latest, or a Jepsen history with --format edn",
             a.run_dir.display()
         ));
     }
@@ -343,12 +450,20 @@ fn check(a: CheckArgs) -> i32 {
         });
     let opts = CheckOptions {
         timeout: a.check_timeout,
+        max_memo_bytes: a.check_memory,
         max_failover_ms: a.max_failover.map(|d| d.as_secs_f64() * 1000.0),
         ..CheckOptions::default()
     };
     match run::check_run_dir(&a.run_dir, info, Vec::new(), &opts) {
         Ok(r) => {
-            println!("{}", report::render_table(&r));
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r).expect("reports always serialize")
+                );
+            } else {
+                println!("{}", report::render_table(&r));
+            }
             report::exit_code(&r)
         }
         Err(e) => {
@@ -356,4 +471,199 @@ fn check(a: CheckArgs) -> i32 {
             exit::USAGE
         }
     }
+}
+
+/// `harness check --format edn FILE --model NAME`: a Jepsen history.
+fn check_edn(a: CheckArgs) -> i32 {
+    use crate::checker::jepsen;
+    let Some(model) = a.model else {
+        return usage(
+            "--model is required for a Jepsen history: register, cas-register, multi-register or mutex",
+        );
+    };
+    if a.max_failover.is_some() {
+        return usage("--max-failover applies to harness runs, not Jepsen histories");
+    }
+    let opts = jepsen::EdnOptions {
+        init: a.init,
+        independent: a.independent,
+        timeout: a.check_timeout,
+        max_memo_bytes: a.check_memory,
+        ..jepsen::EdnOptions::new(model)
+    };
+    match jepsen::check_file(&a.run_dir, &opts) {
+        Ok(r) => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r).expect("reports always serialize")
+                );
+            } else {
+                print!("{}", jepsen::render_text(&r));
+            }
+            r.exit_code()
+        }
+        Err(e) => usage(e),
+    }
+}
+
+/// Judge a checked run's failover p99 against `explicit` (or, if `None`, the
+/// `auto` baseline from `reports_dir`), store the `failover-baseline` check
+/// in its report.json, re-render what renders it, and return the exit code.
+fn apply_baseline(
+    run_dir: &Path,
+    reports_dir: &Path,
+    explicit: Option<Baseline>,
+    tolerance: f64,
+) -> anyhow::Result<i32> {
+    let mut r = Report::read_json(run_dir)?;
+    let b = explicit.or_else(|| baseline::auto(reports_dir, &r));
+    let c = baseline::compare(&r, b.as_ref(), tolerance);
+    println!("baseline: {} — {}", c.valid, c.summary);
+    baseline::apply(&mut r, c);
+    r.write_json(run_dir)?;
+    for p in report::write_artifacts(run_dir, &r) {
+        eprintln!("warning: {p}");
+    }
+    Ok(report::exit_code(&r))
+}
+
+/// The identity of a run that never wrote report.json, from its run.json.
+fn info_from_run_json(dir: &Path) -> report::RunInfo {
+    let v: serde_json::Value = std::fs::read_to_string(dir.join("run.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let s = |p: &str| {
+        v.pointer(p)
+            .and_then(|x| x.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let strings = |p: &str| -> Vec<String> {
+        v.pointer(p)
+            .and_then(|x| x.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let id = match s("/id") {
+        id if id.is_empty() => dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        id => id,
+    };
+    report::RunInfo {
+        id,
+        nemesis: s("/options/nemesis"),
+        workload: s("/options/workload"),
+        seed: v
+            .pointer("/options/seed")
+            .and_then(|x| x.as_u64())
+            .unwrap_or(0),
+        nodes: Vec::new(),
+        zk: Vec::new(),
+        time_limit_s: v
+            .pointer("/options/time_limit_ms")
+            .and_then(|x| x.as_f64())
+            .map(|ms| ms / 1000.0)
+            .or_else(|| {
+                v.pointer("/options/time_limit/secs")
+                    .and_then(|x| x.as_f64())
+            })
+            .unwrap_or(0.0),
+        bug: strings("/options/bugs"),
+        started_at: s("/started_at"),
+    }
+}
+
+fn report_cmd(a: ReportArgs) -> i32 {
+    if let Some(dir) = &a.index {
+        if !dir.is_dir() {
+            return usage(format!("`{}` is not a folder", dir.display()));
+        }
+        return match report::index::write_index(dir) {
+            Ok(p) => {
+                println!("index: {}", p.display());
+                exit::VALID
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: failed to write the index of `{}`: {e}",
+                    dir.display()
+                );
+                exit::NOT_RUN
+            }
+        };
+    }
+    let Some(dir) = a.run_dir else {
+        return usage("pass a run folder, or --index DIR");
+    };
+    let mut r = match Report::read_json(&dir) {
+        Ok(r) => r,
+        Err(report::ReportError::Read { .. }) if dir.join("history.jsonl").is_file() => {
+            // The run never got to write report.json (the harness died):
+            // check what it recorded.
+            eprintln!(
+                "note: `{}` has no report.json; checking its history.jsonl",
+                dir.display()
+            );
+            let info = info_from_run_json(&dir);
+            match run::check_run_dir(&dir, info, Vec::new(), &CheckOptions::default()) {
+                Ok(mut r) => {
+                    // An unfinished run never passes: its history is incomplete.
+                    if r.valid == crate::checker::Validity::Valid {
+                        r.valid = crate::checker::Validity::Unknown;
+                        r.teardown_errors
+                            .push("the run never wrote report.json; checked offline".into());
+                    }
+                    r
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return exit::USAGE;
+                }
+            }
+        }
+        Err(e) => {
+            return usage(format!(
+                "{e}\n  hint: pass a run folder such as reports/latest"
+            ))
+        }
+    };
+    if let Some(spec) = &a.baseline.baseline {
+        let b = match spec {
+            BaselineSpec::Run(d) => match baseline::load_run(d) {
+                Ok(b) => Some(b),
+                Err(e) => return usage(e),
+            },
+            BaselineSpec::Auto => baseline::auto(dir.parent().unwrap_or(Path::new(".")), &r),
+        };
+        let c = baseline::compare(&r, b.as_ref(), a.baseline.tolerance);
+        println!("baseline: {} — {}", c.valid, c.summary);
+        baseline::apply(&mut r, c);
+    }
+    if a.baseline.baseline.is_some() || !dir.join("report.json").is_file() {
+        if let Err(e) = r.write_json(&dir) {
+            eprintln!("error: {e}");
+            return exit::NOT_RUN;
+        }
+    }
+    let problems = report::write_artifacts(&dir, &r);
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    if problems.iter().any(|p| !p.starts_with("index.html")) {
+        return exit::NOT_RUN;
+    }
+    println!(
+        "report: {}\njunit: {}",
+        dir.join(report::html::REPORT_HTML).display(),
+        dir.join(report::junit::JUNIT_XML).display()
+    );
+    report::exit_code(&r)
 }

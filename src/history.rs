@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// What a client operation does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OpKind {
     /// Read a key; the completion's `value` is what was read (`None`: absent).
@@ -29,7 +29,7 @@ pub enum OpKind {
 }
 
 /// How an operation ended. `Info` means unknown: it may or may not have taken effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// It took effect (or, for a read, returned `value`).
@@ -41,7 +41,7 @@ pub enum Outcome {
 }
 
 /// The start of a client operation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Invocation {
     /// Unique per run; the completion carries the same id.
     pub op_id: u64,
@@ -61,7 +61,7 @@ pub struct Invocation {
 }
 
 /// The end of a client operation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Completion {
     pub op_id: u64,
     pub process: u64,
@@ -121,7 +121,7 @@ impl Invocation {
 }
 
 /// Role of a RapidStore node, as the node itself reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Leader,
@@ -133,7 +133,7 @@ pub enum Role {
 }
 
 /// One line of the history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A run phase began: setup, running, healing, final_reads, checking, teardown.
@@ -200,7 +200,7 @@ pub enum Event {
 }
 
 /// One committed log entry, as RapidStore reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LogEntry {
     pub index: u64,
     pub token: u64,

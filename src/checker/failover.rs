@@ -27,7 +27,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 
 /// Failover figures for a whole run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FailoverSummary {
     /// Leader-affecting faults.
     pub faults: usize,
@@ -49,7 +49,7 @@ pub struct FailoverSummary {
 }
 
 /// One leader-affecting fault and what followed it. Durations are from the fault.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FaultFailover {
     pub time_ms: f64,
     /// Schedule step name.
@@ -69,7 +69,7 @@ pub struct FaultFailover {
 }
 
 /// Two nodes both believed they were the leader from `start_ms` to `end_ms`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Overlap {
     pub start_ms: f64,
     pub end_ms: f64,
@@ -79,7 +79,7 @@ pub struct Overlap {
 }
 
 /// A time window (harness ms).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Window {
     pub start_ms: f64,
     pub end_ms: f64,

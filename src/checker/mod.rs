@@ -11,11 +11,16 @@
 mod election;
 mod failover;
 mod fencing;
+pub mod jepsen;
 mod linearizable;
 mod liveness;
 mod lost_writes;
+pub mod models;
 mod ops;
+pub mod resources;
+pub mod search;
 mod stats;
+pub mod synth;
 mod validity;
 
 pub use election::{OneLeaderPerToken, TokensGrow};
@@ -37,7 +42,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 /// What one check concluded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CheckResult {
     pub valid: Validity,
     /// One line for people.
@@ -93,10 +98,10 @@ pub trait Checker: Send + Sync {
 pub struct CheckOptions {
     /// Wall-clock budget for the linearizability search (all keys together).
     pub timeout: Duration,
-    /// Memo-size budget for the linearizability search: the total number of
-    /// memoised (linearized set, state) configurations over all keys. Each
-    /// costs about 50 bytes (at most ~100 while a hash table grows).
-    pub max_memo_entries: usize,
+    /// Memory budget for the linearizability search: bytes the memo tables of
+    /// all keys may hold at once (charged before a table grows, so it holds at
+    /// the peak). About 25 bytes per memoised configuration.
+    pub max_memo_bytes: usize,
     /// Threads for the linearizability search (`None`: available parallelism).
     pub threads: Option<usize>,
     /// Failover target (`--max-failover`): when set, a `failover` check fails
@@ -110,7 +115,7 @@ impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
             timeout: Duration::from_secs(60),
-            max_memo_entries: 5_000_000,
+            max_memo_bytes: 512 << 20,
             threads: None,
             max_failover_ms: None,
             unavailable_gap_ms: 1000.0,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Nearest-rank percentiles of a sample (all `None` when it is empty).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Percentiles {
     pub p50_ms: Option<f64>,
     pub p90_ms: Option<f64>,
@@ -37,7 +37,7 @@ impl Percentiles {
 
 /// Counts and latency (invocation → completion, ok operations only) of one
 /// operation kind.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OpStats {
     pub ok: usize,
     pub fail: usize,
@@ -46,7 +46,7 @@ pub struct OpStats {
 }
 
 /// Run statistics.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Stats {
     /// From the first invocation to the last completion, seconds.
     pub duration_s: f64,

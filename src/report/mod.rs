@@ -1,18 +1,36 @@
 //! The report of a run: `report.json` is the source of truth; the terminal
-//! table (and later HTML and JUnit) only render it.
+//! table, `report.html`, `junit.xml` and the run index only render it (the
+//! HTML also reads `history.jsonl` and `run.json` for the timeline).
 //!
 //! - `json`: write and read `report.json`
 //! - `table`: the terminal summary
+//! - `html`: `report.html`, one self-contained page (hand-written SVG)
+//! - `index`: `reports/index.html`, every run newest first, failover trends
+//! - `junit`: `junit.xml`, one test case per check
+//! - `baseline`: failover p99 against an earlier run or the median of earlier runs
+//! - `schema`: the JSON Schema of `report.json`, generated from these types
+//! - `progress`: what a run is doing, while it goes
 
+pub mod baseline;
+pub mod html;
+pub mod index;
 mod json;
+pub mod junit;
+pub mod progress;
+pub mod schema;
+mod svg;
 mod table;
+mod view;
 
 pub use json::ReportError;
+pub use progress::Progress;
 pub use table::render_table;
 
 use crate::checker::{CheckResult, FailoverSummary, Stats, Validity, Verdict};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Version of the `report.json` shape.
@@ -26,7 +44,7 @@ pub const EXIT_INVALID: i32 = 1;
 pub const EXIT_UNKNOWN: i32 = 2;
 
 /// What ran: enough to recognise and replay the run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunInfo {
     /// Run id (the folder name under `reports/`).
     pub id: String,
@@ -48,7 +66,7 @@ pub struct RunInfo {
 }
 
 /// The report of one run, as written to `report.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
     pub version: u32,
     /// All checks merged (valid < unknown < invalid).
@@ -76,12 +94,59 @@ impl Report {
         }
     }
 
-    /// True when a `--max-failover` target was given and some fault missed it.
+    /// True when a `--max-failover` target was given and some fault missed it,
+    /// or a `--baseline` comparison found a failover regression.
     pub fn missed_failover_target(&self) -> bool {
-        self.checks
-            .get("failover")
-            .is_some_and(|c| c.valid == Validity::Invalid)
+        ["failover", baseline::CHECK].iter().any(|name| {
+            self.checks
+                .get(*name)
+                .is_some_and(|c| c.valid == Validity::Invalid)
+        })
     }
+
+    /// The checks that decided the overall verdict: those whose answer is the
+    /// merged one (none when the run is valid).
+    pub fn deciding_checks(&self) -> Vec<&str> {
+        if self.valid == Validity::Valid {
+            return Vec::new();
+        }
+        self.checks
+            .iter()
+            .filter(|(_, c)| c.valid == self.valid)
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+}
+
+/// Write what renders `report.json` beside it: `report.html`, `junit.xml`,
+/// and the run index of the reports folder (the run folder's parent).
+/// Returns problems for people; none of them changes the verdict.
+pub fn write_artifacts(run_dir: &Path, report: &Report) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = html::write_html(run_dir, report) {
+        problems.push(format!("report.html not written: {e}"));
+    }
+    if let Err(e) = junit::write_junit(run_dir, report) {
+        problems.push(format!("junit.xml not written: {e}"));
+    }
+    if let Some(parent) = run_dir.parent().filter(|p| p.is_dir()) {
+        if let Err(e) = index::write_index(parent) {
+            problems.push(format!("index.html not written: {e}"));
+        }
+    }
+    problems
+}
+
+/// Write a file atomically (temporary file in the same folder, then rename),
+/// so a reader never sees half a page.
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// The process exit code for a checked run: 0 valid, 1 invalid or a missed
