@@ -31,6 +31,7 @@ pub struct RunOptions {
     pub workload: String,
     pub nodes: usize,
     pub zk: usize,
+    #[serde(rename = "time_limit_ms", serialize_with = "ms")]
     pub time_limit: Duration,
     pub rate: Option<f64>,
     pub concurrency: Option<usize>,
@@ -38,10 +39,23 @@ pub struct RunOptions {
     pub bugs: Vec<String>,
     pub out: PathBuf,
     pub session_timeout_ms: u64,
+    #[serde(rename = "max_failover_ms", serialize_with = "opt_ms")]
     pub max_failover: Option<Duration>,
+    #[serde(rename = "check_timeout_ms", serialize_with = "ms")]
     pub check_timeout: Duration,
     /// Where `nemesis/` and `workloads/` live.
     pub defs_dir: PathBuf,
+}
+
+fn ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+fn opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(d.as_millis() as u64),
+        None => s.serialize_none(),
+    }
 }
 
 /// How a run ended, before checking.
@@ -163,7 +177,13 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
     cfg.session_timeout_ms = opts.session_timeout_ms;
     cfg.bugs = opts.bugs.clone();
     eprintln!("harness: setting up the cluster");
-    let cluster = match Cluster::setup(cfg, journal.clone()).await {
+    // Setup can be abandoned at any await: what it built is in the journal.
+    let mut cancel_setup = cancel.clone();
+    let setup = tokio::select! {
+        r = Cluster::setup(cfg, journal.clone()) => r,
+        _ = cancel_setup.wait_for(|c| *c) => Err(anyhow!("interrupted during setup")),
+    };
+    let cluster = match setup {
         Ok(c) => c,
         Err(e) => {
             let report = journal.teardown();

@@ -16,7 +16,8 @@ pub enum Bug {
     /// A new leader serves without first fetching the newest entries from a
     /// majority: acknowledged writes it never saw are overwritten.
     NoLeaderSync,
-    /// The leader acknowledges a write once it is on its own disk, before a
+    /// The leader acknowledges a write once it is on its own disk and
+    /// replicates it in the background (on its next heartbeat), before a
     /// majority has it: a leader crash loses acknowledged writes.
     AckBeforeReplicate,
     /// Reads are served without a majority check while a wall-clock lease

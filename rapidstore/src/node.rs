@@ -387,7 +387,11 @@ impl Node {
     /// Wake replicators after a local append, and commit at once when we are
     /// a majority on our own.
     async fn after_append(&self, index: u64) {
-        self.appended_tx.send_replace(index);
+        // With ack-before-replicate, replication is background work that the
+        // next heartbeat carries, as in asynchronously replicated stores.
+        if !self.bug(Bug::AckBeforeReplicate) {
+            self.appended_tx.send_replace(index);
+        }
         let mut st = self.state.lock().await;
         self.advance_commit(&mut st);
     }
