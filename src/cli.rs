@@ -97,6 +97,9 @@ struct RunArgs {
     /// Give up the linearizability search after this long (verdict unknown).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     check_timeout: Duration,
+    /// Print the fault schedule this seed plans (JSON) and exit; touch nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -211,6 +214,27 @@ async fn run_cmd(a: RunArgs) -> i32 {
     if a.rate.is_some_and(|r| r.is_nan() || r <= 0.0) || a.concurrency == Some(0) {
         return usage("--rate and --concurrency must be positive");
     }
+    let seed = a.seed.unwrap_or_else(rand::random);
+    if a.dry_run {
+        let schedule = match Schedule::load(&defs.join("nemesis"), &a.nemesis) {
+            Ok(s) => s,
+            Err(e) => return usage(e),
+        };
+        let plan: Vec<serde_json::Value> = schedule
+            .plan(seed, Duration::from_secs_f64(a.time_limit))
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "at_ms": p.at.as_millis() as u64,
+                    "heal_at_ms": p.heal_at.as_millis() as u64,
+                    "fault": p.spec.label(),
+                })
+            })
+            .collect();
+        let out = serde_json::json!({ "nemesis": a.nemesis, "seed": seed, "planned": plan });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return exit::VALID;
+    }
     let problems = crate::doctor::check();
     if !problems.is_empty() {
         eprintln!("error: this machine cannot run the harness yet:");
@@ -219,7 +243,6 @@ async fn run_cmd(a: RunArgs) -> i32 {
         }
         return exit::NOT_RUN;
     }
-    let seed = a.seed.unwrap_or_else(rand::random);
     let opts = RunOptions {
         nemesis: a.nemesis,
         workload: a.workload,

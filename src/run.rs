@@ -10,7 +10,8 @@ use crate::cluster::{Cluster, ClusterConfig};
 use crate::generator::OpGen;
 use crate::history::{read_history, Clock, Event, HistoryWriter, Invocation, OpKind, Outcome};
 use crate::journal::Journal;
-use crate::nemesis::schedule::Schedule;
+use crate::nemesis::clock::{faketime_env, ClockFiles};
+use crate::nemesis::schedule::{FaultKind, Schedule};
 use crate::nemesis::{ExecutedStep, Nemesis};
 use crate::observe::{self, Topology, WriteEvents};
 use crate::report::{self, Report, RunInfo};
@@ -146,7 +147,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
         .map(|p| {
             serde_json::json!({
                 "at_ms": p.at.as_millis() as u64, "heal_at_ms": p.heal_at.as_millis() as u64,
-                "kind": p.spec.kind, "target": p.spec.target,
+                "fault": p.spec.label(),
             })
         })
         .collect();
@@ -176,6 +177,21 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
     cfg.zk = opts.zk;
     cfg.session_timeout_ms = opts.session_timeout_ms;
     cfg.bugs = opts.bugs.clone();
+    // Clock faults need every RapidStore process under libfaketime, reading
+    // its offset from a file of the run's.
+    let clocks = if schedule.uses(FaultKind::Clock) {
+        let nodes: Vec<String> = (1..=opts.nodes).map(|i| format!("n{i}")).collect();
+        let files = ClockFiles::create(&run_dir.path.join("clock"), &nodes)?;
+        let lib = crate::doctor::libfaketime();
+        for n in &nodes {
+            if let Some(f) = files.file(n) {
+                cfg.node_env.insert(n.clone(), faketime_env(&lib, f));
+            }
+        }
+        Some(files)
+    } else {
+        None
+    };
     eprintln!("harness: setting up the cluster");
     // Setup can be abandoned at any await: what it built is in the journal.
     let mut cancel_setup = cancel.clone();
@@ -219,7 +235,6 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
     // The body runs in its own task so a panic in it still reaches teardown.
     let body = {
         let cluster_ref: &Cluster = &cluster;
-        // SAFETY of lifetimes: the body is awaited before `cluster` drops.
         let fut = run_body(
             cluster_ref,
             &topo,
@@ -230,6 +245,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
             rate,
             concurrency,
             cancel,
+            clocks,
         );
         std::panic::AssertUnwindSafe(fut)
     };
@@ -329,6 +345,7 @@ async fn run_body(
     rate: f64,
     concurrency: usize,
     mut cancel: watch::Receiver<bool>,
+    clocks: Option<ClockFiles>,
 ) -> Result<BodyOutcome> {
     let client = NodeClient::new();
     eprintln!("harness: waiting for a leader");
@@ -393,7 +410,9 @@ async fn run_body(
         history.clone(),
         opts.seed,
         &schedule.name,
-    );
+    )
+    .with_clocks(clocks)
+    .with_session_timeout(opts.session_timeout_ms);
     let plan = schedule.plan(opts.seed, opts.time_limit);
     let mut interrupted = false;
     let sleep_until = |t: Duration, cancel: &mut watch::Receiver<bool>| {
@@ -411,11 +430,9 @@ async fn run_body(
             interrupted = true;
             break;
         }
-        let active = nemesis.inject(&planned.spec).await;
+        let active = nemesis.inject_group(&planned.spec).await;
         let cut = sleep_until(planned.heal_at, &mut cancel).await;
-        if let Some(a) = active {
-            nemesis.heal(&a).await;
-        }
+        nemesis.heal_group(active).await;
         if cut {
             interrupted = true;
             break;

@@ -7,8 +7,11 @@ use std::collections::BTreeSet;
 /// A deliberately planted bug (`--bug NAME`). Off unless named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
 pub enum Bug {
-    /// Replicas accept writes carrying any token, even one below the highest
-    /// they have seen: a deposed (paused, partitioned) leader's writes land.
+    /// No fencing at all: replicas accept writes carrying any token, even one
+    /// below the highest they have seen, and a leader that lost its
+    /// ZooKeeper session keeps serving under its old token until ZooKeeper
+    /// shows it another leader. A deposed (paused, partitioned) leader's
+    /// writes land.
     NoFencing,
     /// The leader answers reads from local state without confirming with a
     /// majority, and keeps answering them after losing ZooKeeper.

@@ -15,6 +15,7 @@ mod linearizable;
 mod liveness;
 mod lost_writes;
 mod ops;
+mod quorum;
 mod stats;
 mod validity;
 
@@ -27,6 +28,7 @@ pub use linearizable::Linearizable;
 pub use liveness::Liveness;
 pub use lost_writes::NoLostWrites;
 pub use ops::{pair_ops, Op, Ops};
+pub use quorum::NoWritesWithoutQuorum;
 pub use stats::{measure_stats, OpStats, Percentiles, Stats};
 pub use validity::Validity;
 
@@ -137,6 +139,7 @@ pub fn checkers(opts: &CheckOptions) -> Vec<Box<dyn Checker>> {
         Box::new(NoLostWrites),
         Box::new(Linearizable::from_options(opts)),
         Box::new(Liveness),
+        Box::new(NoWritesWithoutQuorum),
     ]
 }
 

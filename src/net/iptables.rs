@@ -106,10 +106,21 @@ pub async fn allow_bridge_in_root(journal: &Journal, subnet: &Subnet) -> Result<
 
 /// `iptables-restore --noflush` input that replaces the contents of `chain`
 /// with DROP rules for `drops` (declaring the chain flushes it, atomically).
-pub fn restore_script(chain: &str, drops: &[Ipv4Addr]) -> String {
+/// With `ports`, only TCP traffic to or from those ports is dropped.
+pub fn restore_script(chain: &str, drops: &[Ipv4Addr], ports: &[u16]) -> String {
     let mut s = format!("*{TABLE}\n:{chain} - [0:0]\n");
     for ip in drops {
-        s.push_str(&format!("-A {chain} -s {ip}/32 -j DROP\n"));
+        if ports.is_empty() {
+            s.push_str(&format!("-A {chain} -s {ip}/32 -j DROP\n"));
+        }
+        for p in ports {
+            s.push_str(&format!(
+                "-A {chain} -s {ip}/32 -p tcp --dport {p} -j DROP\n"
+            ));
+            s.push_str(&format!(
+                "-A {chain} -s {ip}/32 -p tcp --sport {p} -j DROP\n"
+            ));
+        }
     }
     s.push_str("COMMIT\n");
     s
@@ -176,6 +187,12 @@ impl Firewall {
     /// Makes the network exactly `grudge`: each node drops traffic from the
     /// nodes its grudge names, and from no others. All nodes at once.
     pub async fn partition(&self, grudge: &Grudge) -> Result<()> {
+        self.partition_ports(grudge, &[]).await
+    }
+
+    /// Like [`Firewall::partition`], but only TCP traffic to or from `ports`
+    /// (e.g. RapidStore's, leaving ZooKeeper reachable); all traffic if empty.
+    pub async fn partition_ports(&self, grudge: &Grudge, ports: &[u16]) -> Result<()> {
         let known: BTreeSet<&str> = self.nodes.iter().map(|n| n.id.as_str()).collect();
         for (node, dropped) in grudge {
             if let Some(bad) = std::iter::once(node)
@@ -194,7 +211,7 @@ impl Firewall {
                 .flatten()
                 .filter_map(|peer| self.nodes.iter().find(|n| &n.id == peer).map(|n| n.ip))
                 .collect();
-            let script = restore_script(&self.chain, &drops);
+            let script = restore_script(&self.chain, &drops, ports);
             let control = self.control.clone();
             let id = node.id.clone();
             tasks.spawn(async move {
@@ -293,15 +310,23 @@ mod tests {
 
     #[test]
     fn restore_script_replaces_the_chain() {
-        let script = restore_script("RSH-4", &[Ipv4Addr::new(10, 213, 4, 2)]);
+        let script = restore_script("RSH-4", &[Ipv4Addr::new(10, 213, 4, 2)], &[]);
         assert_eq!(
             script,
             "*filter\n:RSH-4 - [0:0]\n-A RSH-4 -s 10.213.4.2/32 -j DROP\nCOMMIT\n"
         );
         assert_eq!(
-            restore_script("RSH-4", &[]),
+            restore_script("RSH-4", &[], &[]),
             "*filter\n:RSH-4 - [0:0]\nCOMMIT\n"
         );
+    }
+
+    #[test]
+    fn port_scoped_rules_drop_both_directions_of_one_service() {
+        let script = restore_script("RSH-4", &[Ipv4Addr::new(10, 213, 4, 2)], &[7000]);
+        assert!(script.contains("-A RSH-4 -s 10.213.4.2/32 -p tcp --dport 7000 -j DROP\n"));
+        assert!(script.contains("-A RSH-4 -s 10.213.4.2/32 -p tcp --sport 7000 -j DROP\n"));
+        assert!(!script.contains("-s 10.213.4.2/32 -j DROP"));
     }
 
     #[test]
