@@ -243,7 +243,10 @@ impl Hosts {
                 ));
             }
             if !seen_nodes.insert(node.clone()) {
-                return Err(at(h.node.span().start, format!("node `{node}` is listed twice")));
+                return Err(at(
+                    h.node.span().start,
+                    format!("node `{node}` is listed twice"),
+                ));
             }
             let address: Ipv4Addr = h.address.get_ref().parse().map_err(|_| {
                 at(
@@ -272,7 +275,10 @@ impl Hosts {
                 .or_else(|| d.user.clone())
                 .unwrap_or_else(|| "root".into());
             if user.is_empty() || user.chars().any(|c| c.is_whitespace() || c == '@') {
-                return Err(at(start, format!("user `{user}` of {node} is not a user name")));
+                return Err(at(
+                    start,
+                    format!("user `{user}` of {node} is not a user name"),
+                ));
             }
             let port = h.port.or(d.port).unwrap_or(22);
             if port == 0 {
@@ -342,9 +348,7 @@ impl Hosts {
         if !crate::db::zookeeper::SIZES.contains(&zk) {
             return Err(at(
                 raw.hosts[0].span().start,
-                format!(
-                    "{zk} hosts have `zookeeper = true`; a ZooKeeper ensemble needs 1, 3 or 5"
-                ),
+                format!("{zk} hosts have `zookeeper = true`; a ZooKeeper ensemble needs 1, 3 or 5"),
             ));
         }
         let clock = raw.clock.as_ref().map(|c| *c.get_ref()).unwrap_or_default();
@@ -447,7 +451,8 @@ user = "root"
 
     #[test]
     fn syntax_and_unknown_fields_name_line_and_column() {
-        let err = parse("version = 1\n[[host]]\nnode = \"n1\"\naddres = \"1.2.3.4\"\n").unwrap_err();
+        let err =
+            parse("version = 1\n[[host]]\nnode = \"n1\"\naddres = \"1.2.3.4\"\n").unwrap_err();
         assert!(
             err.contains("/x/hosts.toml") && err.contains("line 4") && err.contains("addres"),
             "{err}"

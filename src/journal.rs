@@ -29,8 +29,8 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use crate::control::netns::{is_running, process_start_time, signal_guarded};
-use crate::control::ssh::{self, SshTarget};
 use crate::control::posix;
+use crate::control::ssh::{self, SshTarget};
 
 /// Where active-run markers live (tmpfs: a reboot ends every run anyway).
 pub const STATE_DIR: &str = "/run/rapidstore-harness";
@@ -305,7 +305,9 @@ impl Undo {
 fn safe_run_dir(path: &Path) -> bool {
     use std::path::Component;
     path.is_absolute()
-        && path.components().all(|c| !matches!(c, Component::ParentDir))
+        && path
+            .components()
+            .all(|c| !matches!(c, Component::ParentDir))
         && path
             .components()
             .filter(|c| matches!(c, Component::Normal(_)))
@@ -365,11 +367,9 @@ impl Undo {
                     Undo::RemoteDeleteChain { table, chain, .. } => {
                         posix::list_chain_argv(table, chain)
                     }
-                    Undo::RemoteRemoveDir { path, .. } => crate::control::argv(&[
-                        "test",
-                        "-e",
-                        &path.display().to_string(),
-                    ]),
+                    Undo::RemoteRemoveDir { path, .. } => {
+                        crate::control::argv(&["test", "-e", &path.display().to_string()])
+                    }
                     _ => return false,
                 };
                 // Unreachable counts as remaining: it could not be verified.

@@ -45,6 +45,9 @@ pub struct RunOptions {
     pub check_timeout: Duration,
     /// Where `nemesis/` and `workloads/` live.
     pub defs_dir: PathBuf,
+    /// Real hosts over SSH (`--hosts FILE`); `None`: local namespaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<crate::hosts::Hosts>,
 }
 
 fn ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -176,6 +179,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
     cfg.zk = opts.zk;
     cfg.session_timeout_ms = opts.session_timeout_ms;
     cfg.bugs = opts.bugs.clone();
+    cfg.hosts = opts.hosts.clone();
     eprintln!("harness: setting up the cluster");
     // Setup can be abandoned at any await: what it built is in the journal.
     let mut cancel_setup = cancel.clone();

@@ -133,7 +133,10 @@ mod tests {
         assert_eq!(faketime_file(Path::new("/srv/r1"), "n2"), f);
         let cmd = faketime_set(f, -2000);
         assert_eq!(cmd[0..2], ["sh", "-c"]);
-        assert_eq!(cmd[3..], ["faketime", "-2.000", "/srv/r1/clock/n2.faketime"]);
+        assert_eq!(
+            cmd[3..],
+            ["faketime", "-2.000", "/srv/r1/clock/n2.faketime"]
+        );
         assert_eq!(faketime_reset(f)[4], "+0.000");
         // Run it for real on this machine's shell.
         let d = tempfile::tempdir().unwrap();
@@ -147,10 +150,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "+3.250\n");
         let env = faketime_env(Path::new("/usr/lib/x/libfaketimeMT.so.1"), &file);
         assert!(env.contains(&("LD_PRELOAD".into(), "/usr/lib/x/libfaketimeMT.so.1".into())));
-        assert!(env.contains(&(
-            "FAKETIME_TIMESTAMP_FILE".into(),
-            file.display().to_string()
-        )));
+        assert!(env.contains(&("FAKETIME_TIMESTAMP_FILE".into(), file.display().to_string())));
     }
 
     #[test]
@@ -159,20 +159,31 @@ mod tests {
         assert_eq!(bump[3..], ["settime", "-1500"]);
         assert!(bump[2].contains("date -u -s"));
         // The arithmetic, checked with `date -d` instead of `date -s`.
-        let dry = bump[2].replace("date -u -s", "date -u -d").replace(">/dev/null", "+%s%N");
+        let dry = bump[2]
+            .replace("date -u -s", "date -u -d")
+            .replace(">/dev/null", "+%s%N");
         let out = std::process::Command::new("sh")
             .args(["-c", &dry, "settime", "-1500"])
             .output()
             .unwrap();
         let shown: i128 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i128;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i128;
         let off = (shown - now) as f64 / 1e6;
         assert!((-2000.0..-1000.0).contains(&off), "offset {off} ms");
 
         let t = UNIX_EPOCH + Duration::new(1_700_000_000, 5_000_000);
-        assert_eq!(settime_reset(t), ["date", "-u", "-s", "@1700000000.005000000"]);
+        assert_eq!(
+            settime_reset(t),
+            ["date", "-u", "-s", "@1700000000.005000000"]
+        );
         assert_eq!(measure(), ["date", "+%s%N"]);
-        assert_eq!(offset_ms("1700000001000000000\n", 1_700_000_000_000_000_000), Some(1000.0));
+        assert_eq!(
+            offset_ms("1700000001000000000\n", 1_700_000_000_000_000_000),
+            Some(1000.0)
+        );
         assert_eq!(offset_ms("x", 0), None);
     }
 
@@ -181,7 +192,9 @@ mod tests {
         let text = "version = 1\n[[host]]\nnode = \"n1\"\naddress = \"10.0.0.1\"\nzookeeper = true\n[[host]]\nnode = \"n2\"\naddress = \"10.0.0.2\"\ndedicated = true\n";
         let hosts = Hosts::parse(Path::new("h.toml"), text).unwrap();
         assert!(check_method(&hosts, ClockMethod::Faketime).is_ok());
-        let err = check_method(&hosts, ClockMethod::Settime).unwrap_err().to_string();
+        let err = check_method(&hosts, ClockMethod::Settime)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not dedicated: n1\n"), "{err}");
         let all = text.replace("zookeeper = true\n", "zookeeper = true\ndedicated = true\n");
         let hosts = Hosts::parse(Path::new("h.toml"), &all).unwrap();

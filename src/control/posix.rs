@@ -232,7 +232,10 @@ mod tests {
         );
         assert_eq!(sh(&proc_argv("alive", pid, st, None)).0, Some(0));
         assert_eq!(sh(&proc_argv("alive", pid, st + 1, None)).0, Some(1));
-        assert_eq!(sh(&proc_argv("signal", pid, st + 1, Some("KILL"))).0, Some(GONE));
+        assert_eq!(
+            sh(&proc_argv("signal", pid, st + 1, Some("KILL"))).0,
+            Some(GONE)
+        );
         std::fs::write(&gate, "").unwrap();
         // Once through the gate it is `sleep` itself, same PID.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -241,7 +244,10 @@ mod tests {
             if cmd.starts_with("sleep") {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "never passed the gate");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never passed the gate"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         assert!(!gate.exists(), "the gate removes its file");
@@ -253,7 +259,11 @@ mod tests {
         // Reaped or a zombie (PID 1 of this machine may be slow to reap).
         assert_ne!(sh(&proc_argv("alive", pid, st, None)).0, Some(0));
         assert_eq!(sh(&proc_argv("kill", pid, st, None)).0, Some(GONE));
-        assert_eq!(sh(&proc_argv("alive", 1, 0, None)).0, Some(2), "never PID 1");
+        assert_eq!(
+            sh(&proc_argv("alive", 1, 0, None)).0,
+            Some(2),
+            "never PID 1"
+        );
         assert!(log.exists());
     }
 
@@ -262,7 +272,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let marker = d.path().join("ran");
         let cmd = argv(&["touch", &marker.display().to_string()]);
-        let (_, out) = sh(&start_argv(&d.path().join("gate"), &d.path().join("l"), &cmd));
+        let (_, out) = sh(&start_argv(
+            &d.path().join("gate"),
+            &d.path().join("l"),
+            &cmd,
+        ));
         let (pid, st) = parse_started(&out).unwrap();
         // It gives up after ~10 s; kill it sooner, the point is it has not run.
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -292,11 +306,7 @@ mod tests {
 
     #[test]
     fn delete_chain_passes_hooks_as_words() {
-        let v = delete_chain_argv(
-            "filter",
-            "RSH-1",
-            &[argv(&["INPUT", "-j", "RSH-1"])],
-        );
+        let v = delete_chain_argv("filter", "RSH-1", &[argv(&["INPUT", "-j", "RSH-1"])]);
         assert_eq!(&v[3..], ["delete", "filter", "RSH-1", "INPUT -j RSH-1"]);
     }
 }

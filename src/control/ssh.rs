@@ -450,9 +450,7 @@ impl Remote for SshRemote {
             cmd.push(format!("{k}={v}"));
         }
         cmd.extend(spec.argv.iter().cloned());
-        let seq = self
-            .gates
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let seq = self.gates.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let gate = n.run_dir.join("gates").join(format!("{seq}"));
         self.exec(
             node,
@@ -498,12 +496,9 @@ impl Remote for SshRemote {
                 return Err(e.context(format!("cannot journal {}", spec.label)));
             }
         };
-        self.exec(
-            node,
-            &super::argv(&["touch", &gate.display().to_string()]),
-        )
-        .await?
-        .check(&format!("releasing {} on {node}", spec.label))?;
+        self.exec(node, &super::argv(&["touch", &gate.display().to_string()]))
+            .await?
+            .check(&format!("releasing {} on {node}", spec.label))?;
         tracing::debug!(label = %spec.label, node, pid, "spawned over ssh");
         Ok(ProcessHandle {
             node: node.to_string(),
@@ -548,10 +543,7 @@ impl Remote for SshRemote {
                 ),
             };
         }
-        let delivered = match self
-            .proc(handle, "signal", Some(signal_name(sig)))
-            .await?
-        {
+        let delivered = match self.proc(handle, "signal", Some(signal_name(sig))).await? {
             0 => true,
             GONE => false,
             code => bail!(
