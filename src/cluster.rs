@@ -264,9 +264,59 @@ impl Cluster {
         let control = Control::Ssh(remote.clone());
         phase(&mut phases, "ssh connect", t);
 
+        let prepared =
+            Self::prepare_hosts(&cfg, &journal, &hosts, &control, bin, &mut phases).await;
+        let (addrs, firewall, zookeeper, rapidstore) = match prepared {
+            Ok(parts) => parts,
+            Err(e) => {
+                // Fetch the logs before the rollback removes the run's folders:
+                // they say why a server did not come up.
+                let addrs: Vec<(String, Ipv4Addr)> = hosts
+                    .hosts
+                    .iter()
+                    .map(|h| (h.node.clone(), h.address))
+                    .collect();
+                for w in collect_logs(&control, &addrs, &cfg.run_dir).await {
+                    tracing::warn!("log collection: {w}");
+                }
+                return Err(e);
+            }
+        };
+        phase(&mut phases, "setup total", total);
+        Ok(Cluster {
+            cfg,
+            journal,
+            network: None,
+            addrs,
+            control,
+            firewall,
+            zookeeper,
+            rapidstore,
+            setup_phases: phases,
+            torn_down: AtomicBool::new(false),
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn prepare_hosts(
+        cfg: &ClusterConfig,
+        journal: &Arc<Journal>,
+        hosts: &Hosts,
+        control: &Control,
+        bin: Option<PathBuf>,
+        phases: &mut Vec<Phase>,
+    ) -> Result<(
+        Vec<(String, Ipv4Addr)>,
+        Firewall,
+        ZooKeeper,
+        Option<RapidStore>,
+    )> {
+        let Control::Ssh(remote) = control else {
+            bail!("not an SSH control");
+        };
         let t = Instant::now();
-        crate::doctor::check_hosts(&control, &hosts).await?;
-        phase(&mut phases, "remote doctor", t);
+        crate::doctor::check_hosts(control, hosts).await?;
+        phase(phases, "remote doctor", t);
 
         let t = Instant::now();
         let binary = match &bin {
@@ -308,7 +358,7 @@ impl Cluster {
         if !errors.is_empty() {
             bail!("cannot prepare the hosts: {}", errors.join("; "));
         }
-        phase(&mut phases, "run folders and upload", t);
+        phase(phases, "run folders and upload", t);
 
         let addrs: Vec<(String, Ipv4Addr)> = hosts
             .hosts
@@ -327,24 +377,12 @@ impl Cluster {
                 })
                 .collect(),
         );
-        firewall.install(&journal).await?;
-        phase(&mut phases, "iptables chains", t);
+        firewall.install(journal).await?;
+        phase(phases, "iptables chains", t);
 
         let (zookeeper, rapidstore) =
-            start_dbs(&cfg, &control, &addrs, &hosts.zk_nodes(), bin, &mut phases).await?;
-        phase(&mut phases, "setup total", total);
-        Ok(Cluster {
-            cfg,
-            journal,
-            network: None,
-            addrs,
-            control,
-            firewall,
-            zookeeper,
-            rapidstore,
-            setup_phases: phases,
-            torn_down: AtomicBool::new(false),
-        })
+            start_dbs(cfg, control, &addrs, &hosts.zk_nodes(), bin, phases).await?;
+        Ok((addrs, firewall, zookeeper, rapidstore))
     }
 }
 
@@ -601,14 +639,24 @@ impl Cluster {
     /// Copies every node's `logs/` from its run folder on the host into
     /// `RUN_DIR/logs/` (same layout as a local run). Returns what failed.
     pub async fn collect_logs(&self) -> Vec<String> {
+        collect_logs(&self.control, &self.addrs, &self.cfg.run_dir).await
+    }
+}
+
+/// [`Cluster::collect_logs`], usable before the cluster is whole.
+async fn collect_logs(
+    control: &Control,
+    addrs: &[(String, Ipv4Addr)],
+    run_dir: &Path,
+) -> Vec<String> {
+    {
         let mut problems = Vec::new();
-        for (node, _) in &self.addrs {
-            let Some(dir) = self.control.node_dir(node) else {
+        for (node, _) in addrs {
+            let Some(dir) = control.node_dir(node) else {
                 continue;
             };
             let logs = dir.join("logs");
-            let list = self
-                .control
+            let list = control
                 .exec(
                     node,
                     &argv(&[
@@ -642,10 +690,9 @@ impl Cluster {
                     continue;
                 }
                 let src = logs.join(rel_path);
-                let dst = self.cfg.run_dir.join("logs").join(rel_path);
+                let dst = run_dir.join("logs").join(rel_path);
                 let r = async {
-                    let o = self
-                        .control
+                    let o = control
                         .exec(node, &argv(&["cat", &src.display().to_string()]))
                         .await?
                         .check(&format!("cat {}", src.display()))?;

@@ -644,6 +644,61 @@ mod tests {
         assert_eq!(serde_json::from_str::<SshTarget>(&json).unwrap(), t);
     }
 
+    /// What each nemesis sends to a host: the exact remote command lines.
+    #[test]
+    fn nemesis_commands_over_ssh() {
+        let t = target();
+        let line = |argv: Vec<String>| posix::ssh_command_line(&t.wrap(&argv));
+        let tail = |argv: Vec<String>| argv[3..].join(" ");
+        // kill-leader: SIGKILL by PID, guarded by the start time on the host.
+        let kill = posix::proc_argv("signal", 4242, 987_654, Some(signal_name(Signal::SIGKILL)));
+        assert_eq!(tail(kill.clone()), "proc signal 4242 987654 KILL");
+        assert!(line(kill).starts_with("sudo -n -- sh -c '"));
+        // pause-leader: SIGSTOP and wait until stopped; resume with SIGCONT.
+        assert_eq!(
+            tail(posix::proc_argv("stop", 4242, 987_654, None)),
+            "proc stop 4242 987654"
+        );
+        assert_eq!(
+            tail(posix::proc_argv(
+                "signal",
+                4242,
+                987_654,
+                Some(signal_name(Signal::SIGCONT))
+            )),
+            "proc signal 4242 987654 CONT"
+        );
+        // partition-leader: the run's chain replaced atomically on each host.
+        let script = crate::net::iptables::restore_script(
+            "RSH-0badc0de",
+            &[Ipv4Addr::new(192, 168, 56, 11)],
+        );
+        assert_eq!(
+            script,
+            "*filter\n:RSH-0badc0de - [0:0]\n-A RSH-0badc0de -s 192.168.56.11/32 -j DROP\nCOMMIT\n"
+        );
+        // teardown of a partition chain.
+        let del = posix::delete_chain_argv(
+            "filter",
+            "RSH-0badc0de",
+            &[super::super::argv(&["INPUT", "-j", "RSH-0badc0de"])],
+        );
+        assert!(line(del).ends_with("delete filter RSH-0badc0de 'INPUT -j RSH-0badc0de'"));
+        // clock, both methods.
+        let f = Path::new("/var/lib/rapidstore-harness/r1/clock/n2.faketime");
+        assert_eq!(
+            tail(super::super::clock::faketime_set(f, 5000)),
+            "faketime +5.000 /var/lib/rapidstore-harness/r1/clock/n2.faketime"
+        );
+        assert_eq!(
+            line(super::super::clock::settime_bump(-3000))
+                .rsplit(' ')
+                .take(2)
+                .collect::<Vec<_>>(),
+            ["-3000", "settime"]
+        );
+    }
+
     #[test]
     fn signal_names_for_kill() {
         assert_eq!(signal_name(Signal::SIGKILL), "KILL");
