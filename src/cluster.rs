@@ -279,6 +279,7 @@ impl Cluster {
                 for w in collect_logs(&control, &addrs, &cfg.run_dir).await {
                     tracing::warn!("log collection: {w}");
                 }
+                remote.close_masters().await;
                 return Err(e);
             }
         };
@@ -615,6 +616,10 @@ impl Cluster {
                 tracing::warn!("log collection: {w}");
             }
             phase(&mut report.phases, "collect logs", t);
+            if let Control::Ssh(r) = &self.control {
+                // Before the journal removes their sockets' folder.
+                r.close_masters().await;
+            }
         }
 
         let t = Instant::now();

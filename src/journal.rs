@@ -70,6 +70,9 @@ pub enum Undo {
     RemoveFile { path: PathBuf },
     /// Remove a subnet reservation file, only if it still names `run_id`.
     ReleaseSubnet { path: PathBuf, run_id: String },
+    /// Remove a folder the harness made for itself on this machine (the SSH
+    /// control sockets of a run), with what it holds.
+    RemoveDir { path: PathBuf },
     /// On a host over SSH: SIGKILL the process if it is still the one that
     /// started at `start_time` (read from the host's `/proc`).
     RemoteKillProcess {
@@ -127,6 +130,7 @@ impl fmt::Display for Undo {
             Undo::ReleaseSubnet { path, .. } => {
                 write!(f, "release subnet reservation {}", path.display())
             }
+            Undo::RemoveDir { path } => write!(f, "remove folder {}", path.display()),
             Undo::RemoteKillProcess {
                 host,
                 pid,
@@ -227,6 +231,11 @@ impl Undo {
                 Ok(_) => Ok(Outcome::AlreadyGone),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Outcome::AlreadyGone),
                 Err(e) => Err(format!("read {}: {e}", path.display())),
+            },
+            Undo::RemoveDir { path } => match fs::remove_dir_all(path) {
+                Ok(()) => Ok(Outcome::Undone),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Outcome::AlreadyGone),
+                Err(e) => Err(format!("remove {}: {e}", path.display())),
             },
             Undo::RemoteKillProcess { .. }
             | Undo::RemoteResumeProcess { .. }
@@ -349,6 +358,7 @@ impl Undo {
             Undo::ReleaseSubnet { path, run_id } => {
                 fs::read_to_string(path).is_ok_and(|owner| owner.trim() == run_id)
             }
+            Undo::RemoveDir { path } => path.exists(),
             Undo::RemoteResetClock { .. } => false,
             Undo::RemoteKillProcess { .. }
             | Undo::RemoteResumeProcess { .. }

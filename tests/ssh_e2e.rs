@@ -243,6 +243,10 @@ impl Hosts {
                 }
             }
         }
+        let sockets = Path::new("/run/rapidstore-harness/ssh").join(chain.to_lowercase());
+        if sockets.exists() {
+            left.push(format!("ssh control folder {}", sockets.display()));
+        }
         if Path::new("/run/rapidstore-harness").join(run_id).exists() {
             left.push(format!("marker of {run_id}"));
         }

@@ -114,13 +114,13 @@ impl SshTarget {
         v
     }
 
-    fn builder(&self) -> SessionBuilder {
+    fn builder(&self, control_dir: &Path) -> SessionBuilder {
         let mut b = SessionBuilder::default();
         b.user(self.user.clone())
             .port(self.port)
             .connect_timeout(CONNECT_TIMEOUT)
             .server_alive_interval(Duration::from_secs(5))
-            .control_directory(std::env::temp_dir())
+            .control_directory(control_dir)
             .control_persist(ControlPersist::IdleFor(
                 std::num::NonZeroUsize::new(MASTER_IDLE_SECS).expect("non-zero"),
             ))
@@ -138,9 +138,10 @@ impl SshTarget {
         b
     }
 
-    /// Opens the master connection.
-    pub async fn connect(&self) -> Result<Session> {
-        self.builder()
+    /// Opens the master connection, its socket in a fresh folder in
+    /// `control_dir`.
+    pub async fn connect(&self, control_dir: &Path) -> Result<Session> {
+        self.builder(control_dir)
             .connect(self.address.to_string())
             .await
             .map_err(|e| anyhow!("{}: {}", self.describe(), ssh_error(&e)))
@@ -210,7 +211,7 @@ pub async fn probe(hosts: &Hosts) -> Result<()> {
         let t = SshTarget::new(h, hosts);
         tasks.spawn(async move {
             let r = async {
-                let s = t.connect().await?;
+                let s = t.connect(&std::env::temp_dir()).await?;
                 let out = s
                     .command("true")
                     .output()
@@ -288,12 +289,24 @@ impl SshRemote {
     /// `base_dir/<run_id>`.
     pub async fn connect(journal: Arc<Journal>, hosts: &Hosts) -> Result<SshRemote> {
         let run_id = journal.run_id().to_string();
+        // The master sockets live in a folder of the run's own (short: a
+        // socket path has at most 108 bytes), removed by the journal.
+        let control_dir = journal
+            .state_dir()
+            .join("ssh")
+            .join(crate::net::iptables::remote_chain_name(&run_id).to_lowercase());
+        journal.push(Undo::RemoveDir {
+            path: control_dir.clone(),
+        })?;
+        std::fs::create_dir_all(&control_dir)
+            .with_context(|| format!("cannot create `{}`", control_dir.display()))?;
         let mut tasks = JoinSet::new();
         for h in &hosts.hosts {
             let t = SshTarget::new(h, hosts);
             let run_dir = h.run_dir(&run_id);
+            let dir = control_dir.clone();
             tasks.spawn(async move {
-                let s = t.connect().await;
+                let s = t.connect(&dir).await;
                 (t, run_dir, s)
             });
         }
@@ -326,6 +339,28 @@ impl SshRemote {
             paused: Mutex::new(HashMap::new()),
             gates: Default::default(),
         })
+    }
+
+    /// Asks every master connection to exit now (`ssh -O exit`), so none
+    /// outlives the run; commands after this fail.
+    pub async fn close_masters(&self) {
+        let mut tasks = JoinSet::new();
+        for n in self.nodes.values() {
+            let socket = n.session.control_socket().to_path_buf();
+            let dest = n.target.address.to_string();
+            tasks.spawn(async move {
+                let _ = tokio::process::Command::new("ssh")
+                    .arg("-S")
+                    .arg(socket)
+                    .args(["-o", "BatchMode=yes", "-O", "exit", &dest])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .await;
+            });
+        }
+        while tasks.join_next().await.is_some() {}
     }
 
     fn node(&self, node: &str) -> Result<&SshNode> {
