@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub check_timeout: Duration,
     /// Where `nemesis/` and `workloads/` live.
     pub defs_dir: PathBuf,
+    /// Real hosts over SSH (`--hosts FILE`); `None`: local namespaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<crate::hosts::Hosts>,
 }
 
 fn ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -179,6 +182,13 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
     cfg.bugs = opts.bugs.clone();
     // Clock faults need every RapidStore process under libfaketime, reading
     // its offset from a file of the run's.
+    if schedule.uses(FaultKind::Clock) && opts.hosts.is_some() {
+        bail!(
+            "nemesis `{}` moves clocks, which `--hosts` runs do not support yet; \
+             use it on the local cluster (without --hosts)",
+            opts.nemesis
+        );
+    }
     let clocks = if schedule.uses(FaultKind::Clock) {
         let nodes: Vec<String> = (1..=opts.nodes).map(|i| format!("n{i}")).collect();
         let files = ClockFiles::create(&run_dir.path.join("clock"), &nodes)?;
@@ -192,6 +202,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
     } else {
         None
     };
+    cfg.hosts = opts.hosts.clone();
     eprintln!("harness: setting up the cluster");
     // Setup can be abandoned at any await: what it built is in the journal.
     let mut cancel_setup = cancel.clone();

@@ -168,7 +168,7 @@ async fn three_nodes_zookeeper_partition_heal_teardown() {
     let cluster = Cluster::setup(small_config(&id, &run_dir, 3), journal.clone())
         .await
         .expect("setup");
-    let x = cluster.subnet().x;
+    let x = cluster.subnet().expect("a local cluster").x;
     let nodes = cluster.nodes();
     assert_eq!(nodes, ["n1", "n2", "n3"]);
 
@@ -394,7 +394,7 @@ async fn five_nodes_kill_zookeeper_leader_and_timing() {
     let started = Instant::now();
     let cluster = Cluster::setup(cfg, journal.clone()).await.expect("setup");
     let setup_time = started.elapsed();
-    let x = cluster.subnet().x;
+    let x = cluster.subnet().expect("a local cluster").x;
     assert_eq!(cluster.zk_nodes(), ["n1", "n2", "n3"]);
 
     // Every node reaches every other; nodes without ZooKeeper too.
