@@ -356,8 +356,9 @@ mod tests {
     #[test]
     fn node_stamps_are_placed_inside_the_observation_window() {
         let c = Clock::start();
-        let wall = c.wall_at_start_ms as i64;
-        assert_eq!(c.place(wall + 500, 400.0, 900.0), 500.0);
+        let wall = c.wall_at_start_ms.ceil() as i64;
+        let placed = c.place(wall + 500, 400.0, 900.0);
+        assert!((500.0..501.0).contains(&placed), "{placed}");
         // A clock 30 s behind or ahead stays inside the window.
         assert_eq!(c.place(wall - 30_000, 400.0, 900.0), 400.0);
         assert_eq!(c.place(wall + 30_000, 400.0, 900.0), 900.0);
