@@ -2,6 +2,7 @@
 //! every outcome to one documented exit code, in one place.
 
 use crate::checker::CheckOptions;
+use crate::hosts::Hosts;
 use crate::nemesis::schedule::{parse_duration, Schedule};
 use crate::report::baseline::{self, Baseline, BaselineSpec};
 use crate::report::{self, Report};
@@ -52,6 +53,10 @@ enum Command {
         /// Also clean runs whose harness process still seems alive.
         #[arg(long)]
         force: bool,
+        /// Only runs on these hosts (a hosts file, as for `run --hosts`);
+        /// every host must be reachable first.
+        #[arg(long, value_name = "FILE.toml")]
+        hosts: Option<PathBuf>,
     },
     /// Re-check a stored run offline (no cluster needed).
     Check(CheckArgs),
@@ -68,6 +73,10 @@ struct RunArgs {
     /// Workload: a file name in workloads/ (see `harness list`).
     #[arg(long, default_value = "register")]
     workload: String,
+    /// Run on real hosts over SSH, named in this file (see vagrant-hosts.toml);
+    /// nodes and ZooKeeper servers then come from the file.
+    #[arg(long, value_name = "FILE.toml", conflicts_with_all = ["nodes", "zk"])]
+    hosts: Option<PathBuf>,
     /// RapidStore nodes (n1..nN).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=9))]
     nodes: u64,
@@ -101,6 +110,9 @@ struct RunArgs {
     /// Give up the linearizability search after this long (verdict unknown).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     check_timeout: Duration,
+    /// Print the fault schedule this seed plans (JSON) and exit; touch nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     baseline: BaselineArgs,
 }
@@ -235,7 +247,10 @@ async fn dispatch(cmd: Command) -> i32 {
     match cmd {
         Command::List => list(&defs_dir()),
         Command::Doctor => doctor(),
-        Command::Clean { force } => clean(force),
+        Command::Clean { force, hosts } => match hosts {
+            Some(file) => clean_hosts(&file, force).await,
+            None => clean(force),
+        },
         Command::Check(a) => check(a),
         Command::Report(a) => report_cmd(a),
         Command::Run(a) => run_cmd(a).await,
@@ -256,6 +271,18 @@ async fn run_cmd(a: RunArgs) -> i32 {
     if let Err(e) = Workload::load(&defs.join("workloads"), &a.workload) {
         return usage(e);
     }
+    let hosts = match &a.hosts {
+        Some(file) => match Hosts::load(file) {
+            Ok(h) => Some(h),
+            Err(e) => return usage(e),
+        },
+        None => None,
+    };
+    let (nodes, zk) = match &hosts {
+        Some(h) => (h.hosts.len() as u64, h.zk_nodes().len()),
+        None => (a.nodes, a.zk),
+    };
+    let a = RunArgs { nodes, zk, ..a };
     if ![1, 3, 5].contains(&a.zk) {
         return usage(format!("--zk {} is not supported; use 1, 3 or 5", a.zk));
     }
@@ -286,7 +313,35 @@ async fn run_cmd(a: RunArgs) -> i32 {
         },
         _ => None,
     };
-    let problems = crate::doctor::check();
+    let seed = a.seed.unwrap_or_else(rand::random);
+    if a.dry_run {
+        let schedule = match Schedule::load(&defs.join("nemesis"), &a.nemesis) {
+            Ok(s) => s,
+            Err(e) => return usage(e),
+        };
+        let plan: Vec<serde_json::Value> = schedule
+            .plan(seed, Duration::from_secs_f64(a.time_limit))
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "at_ms": p.at.as_millis() as u64,
+                    "heal_at_ms": p.heal_at.as_millis() as u64,
+                    "fault": p.spec.label(),
+                })
+            })
+            .collect();
+        let out = serde_json::json!({ "nemesis": a.nemesis, "seed": seed, "planned": plan });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return exit::VALID;
+    }
+    let problems = match &hosts {
+        // Over SSH this machine only drives: it needs `ssh` and the binary.
+        Some(_) => crate::doctor::check()
+            .into_iter()
+            .filter(|p| matches!(p.name, "root" | "rapidstore"))
+            .collect(),
+        None => crate::doctor::check(),
+    };
     if !problems.is_empty() {
         eprintln!("error: this machine cannot run the harness yet:");
         for p in &problems {
@@ -294,7 +349,13 @@ async fn run_cmd(a: RunArgs) -> i32 {
         }
         return exit::NOT_RUN;
     }
-    let seed = a.seed.unwrap_or_else(rand::random);
+    if let Some(h) = &hosts {
+        // Every host must answer before anything is changed anywhere.
+        if let Err(e) = crate::control::ssh::probe(h).await {
+            eprintln!("error: {e:#}");
+            return exit::NOT_RUN;
+        }
+    }
     let opts = RunOptions {
         nemesis: a.nemesis,
         workload: a.workload,
@@ -310,6 +371,7 @@ async fn run_cmd(a: RunArgs) -> i32 {
         max_failover: a.max_failover,
         check_timeout: a.check_timeout,
         defs_dir: defs,
+        hosts,
     };
     let reports_dir = opts.out.clone();
     match run::run(opts).await {
@@ -383,7 +445,10 @@ fn doctor() -> i32 {
 }
 
 fn clean(force: bool) -> i32 {
-    let report = crate::journal::clean_stale(force);
+    print_clean(&crate::journal::clean_stale(force))
+}
+
+fn print_clean(report: &crate::journal::CleanReport) -> i32 {
     if report.runs.is_empty() {
         println!("nothing to clean: no run markers left behind");
     }
@@ -411,6 +476,30 @@ fn clean(force: bool) -> i32 {
     } else {
         exit::NOT_RUN
     }
+}
+
+/// `harness clean --hosts FILE`: every host must answer first; then the
+/// stale runs that acted on those hosts are replayed (over SSH where their
+/// steps are remote), and no other run is touched.
+async fn clean_hosts(file: &Path, force: bool) -> i32 {
+    let hosts = match Hosts::load(file) {
+        Ok(h) => h,
+        Err(e) => return usage(e),
+    };
+    if let Err(e) = crate::control::ssh::probe(&hosts).await {
+        eprintln!("error: {e:#}");
+        return exit::NOT_RUN;
+    }
+    let addrs: Vec<(std::net::Ipv4Addr, u16)> =
+        hosts.hosts.iter().map(|h| (h.address, h.port)).collect();
+    let report =
+        tokio::task::spawn_blocking(move || crate::journal::clean_stale_on_hosts(&addrs, force))
+            .await
+            .unwrap_or_else(|e| crate::journal::CleanReport {
+                errors: vec![format!("clean task failed: {e}")],
+                ..Default::default()
+            });
+    print_clean(&report)
 }
 
 fn check(a: CheckArgs) -> i32 {

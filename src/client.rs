@@ -28,6 +28,9 @@ pub struct Health {
 #[derive(Debug, Clone, Deserialize)]
 pub struct NodeEvent {
     pub seq: u64,
+    /// The node's wall clock when it happened (Unix ms; may be skewed).
+    #[serde(default)]
+    pub time_ms: i64,
     pub event: String,
     #[serde(default)]
     pub role: Option<String>,

@@ -1,27 +1,35 @@
-//! The local cluster of one run: network ([`crate::net`]), control
-//! ([`crate::control`]), the ZooKeeper ensemble on n1..nZ and RapidStore on
-//! n1..nN ([`crate::db`]).
+//! The cluster of one run: nodes (local network namespaces, [`crate::net`],
+//! or hosts over SSH, [`crate::hosts`]), control ([`crate::control`]), the
+//! ZooKeeper ensemble and RapidStore on every node ([`crate::db`]).
 //!
 //! `Cluster::setup` builds it in phases, journaling every step; on failure
-//! it rolls back what it built. `Cluster::teardown` stops RapidStore, then
-//! ZooKeeper, then replays the run's journal (namespaces, bridge, chains,
-//! files), collecting errors instead of failing. A cluster dropped without
-//! teardown leaves its marker, so `harness clean` removes it.
+//! it rolls back what it built. Over SSH it first checks each host like
+//! `harness doctor` does, creates the run's own folder there and uploads the
+//! `rapidstore` binary. `Cluster::teardown` stops RapidStore, then
+//! ZooKeeper, collects remote logs into the run folder, then replays the
+//! run's journal (namespaces, bridge, chains, remote folders, files),
+//! collecting errors instead of failing. A cluster dropped without teardown
+//! leaves its marker, so `harness clean` removes it.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::control::{Control, NetnsRemote};
+use crate::control::ssh::SshTarget;
+use crate::control::{argv, Control, NetnsRemote, Remote, SshRemote};
 use crate::db::rapidstore::{self, RapidStoreOpts};
 use crate::db::zookeeper::{self, ZkServer, ZkTuning, ZooKeeper};
 use crate::db::RapidStore;
+use crate::hosts::Hosts;
+use crate::journal::Undo;
 use crate::journal::{Journal, ReplayReport};
+use crate::net::iptables::remote_chain_name;
+use crate::net::FwNode;
 use crate::net::{Firewall, Network, Subnet};
 
 /// How long servers get to exit on SIGTERM at teardown before SIGKILL.
@@ -47,6 +55,9 @@ pub struct ClusterConfig {
     pub node_env: BTreeMap<String, Vec<(String, String)>>,
     /// How long ZooKeeper and RapidStore may take to become ready.
     pub ready_timeout: Duration,
+    /// Real hosts over SSH instead of local namespaces (`--hosts FILE`);
+    /// `nodes` and `zk` must match it.
+    pub hosts: Option<Hosts>,
 }
 
 impl ClusterConfig {
@@ -63,11 +74,24 @@ impl ClusterConfig {
             start_rapidstore: true,
             node_env: BTreeMap::new(),
             ready_timeout: Duration::from_secs(60),
+            hosts: None,
         }
     }
 
     /// Checks the config before anything is touched.
     pub fn validate(&self) -> Result<()> {
+        if let Some(h) = &self.hosts {
+            if h.hosts.len() != self.nodes || h.zk_nodes().len() != self.zk {
+                bail!(
+                    "{} names {} nodes with {} ZooKeeper servers, not {} with {}",
+                    h.path.display(),
+                    h.hosts.len(),
+                    h.zk_nodes().len(),
+                    self.nodes,
+                    self.zk
+                );
+            }
+        }
         if !(1..=crate::net::bridge::MAX_NODES).contains(&self.nodes) {
             bail!(
                 "a local cluster has 1 to {} nodes, not {}",
@@ -136,12 +160,15 @@ impl TeardownReport {
     }
 }
 
-/// A running local cluster.
+/// A running cluster.
 #[derive(Debug)]
 pub struct Cluster {
     cfg: ClusterConfig,
     journal: Arc<Journal>,
-    network: Network,
+    /// The local network; `None` over SSH.
+    network: Option<Network>,
+    /// (node, address) in node order.
+    addrs: Vec<(String, Ipv4Addr)>,
     control: Control,
     firewall: Firewall,
     zookeeper: ZooKeeper,
@@ -157,7 +184,11 @@ impl Cluster {
     pub async fn setup(cfg: ClusterConfig, journal: Arc<Journal>) -> Result<Cluster> {
         cfg.validate()?;
         let mark = journal.mark();
-        match Self::build(cfg, journal.clone()).await {
+        let built = match cfg.hosts.clone() {
+            Some(hosts) => Self::build_ssh(cfg, journal.clone(), hosts).await,
+            None => Self::build(cfg, journal.clone()).await,
+        };
+        match built {
             Ok(cluster) => Ok(cluster),
             Err(e) => {
                 tracing::warn!("cluster setup failed, rolling back: {e:#}");
@@ -183,15 +214,7 @@ impl Cluster {
     async fn build(cfg: ClusterConfig, journal: Arc<Journal>) -> Result<Cluster> {
         let total = Instant::now();
         let mut phases = Vec::new();
-        let bin = if cfg.start_rapidstore {
-            Some(match &cfg.rapidstore_bin {
-                Some(b) if b.is_file() => b.clone(),
-                Some(b) => bail!("rapidstore binary `{}` not found", b.display()),
-                None => rapidstore::locate_binary()?,
-            })
-        } else {
-            None
-        };
+        let bin = locate_bin(&cfg)?;
 
         let t = Instant::now();
         let network = Network::setup(&journal, cfg.nodes).await?;
@@ -202,40 +225,269 @@ impl Cluster {
         phase(&mut phases, "network", t);
 
         let t = Instant::now();
-        let firewall = Firewall::new(control.clone(), &network);
+        let firewall = Firewall::local(control.clone(), &network);
         firewall.install(&journal).await?;
         phase(&mut phases, "iptables chains", t);
 
+        let addrs: Vec<(String, Ipv4Addr)> = network
+            .nodes()
+            .iter()
+            .map(|n| (n.id.clone(), n.ip))
+            .collect();
+        let zk_nodes: Vec<String> = addrs[..cfg.zk].iter().map(|(n, _)| n.clone()).collect();
+        let (zookeeper, rapidstore) =
+            start_dbs(&cfg, &control, &addrs, &zk_nodes, bin, &mut phases).await?;
+        phase(&mut phases, "setup total", total);
+        Ok(Cluster {
+            cfg,
+            journal,
+            network: Some(network),
+            addrs,
+            control,
+            firewall,
+            zookeeper,
+            rapidstore,
+            setup_phases: phases,
+            torn_down: AtomicBool::new(false),
+        })
+    }
+
+    /// Over SSH: connect, check each host, create the run's folder on it,
+    /// upload `rapidstore`, install the run's chain, start the servers.
+    async fn build_ssh(cfg: ClusterConfig, journal: Arc<Journal>, hosts: Hosts) -> Result<Cluster> {
+        let total = Instant::now();
+        let mut phases = Vec::new();
+        let bin = locate_bin(&cfg)?;
+
         let t = Instant::now();
-        let servers: Vec<ZkServer> = network.nodes()[..cfg.zk]
+        let remote = Arc::new(SshRemote::connect(journal.clone(), &hosts).await?);
+        let control = Control::Ssh(remote.clone());
+        phase(&mut phases, "ssh connect", t);
+
+        let prepared =
+            Self::prepare_hosts(&cfg, &journal, &hosts, &control, bin, &mut phases).await;
+        let (addrs, firewall, zookeeper, rapidstore) = match prepared {
+            Ok(parts) => parts,
+            Err(e) => {
+                // Fetch the logs before the rollback removes the run's folders:
+                // they say why a server did not come up.
+                let addrs: Vec<(String, Ipv4Addr)> = hosts
+                    .hosts
+                    .iter()
+                    .map(|h| (h.node.clone(), h.address))
+                    .collect();
+                for w in collect_logs(&control, &addrs, &cfg.run_dir).await {
+                    tracing::warn!("log collection: {w}");
+                }
+                remote.close_masters().await;
+                return Err(e);
+            }
+        };
+        phase(&mut phases, "setup total", total);
+        Ok(Cluster {
+            cfg,
+            journal,
+            network: None,
+            addrs,
+            control,
+            firewall,
+            zookeeper,
+            rapidstore,
+            setup_phases: phases,
+            torn_down: AtomicBool::new(false),
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn prepare_hosts(
+        cfg: &ClusterConfig,
+        journal: &Arc<Journal>,
+        hosts: &Hosts,
+        control: &Control,
+        bin: Option<PathBuf>,
+        phases: &mut Vec<Phase>,
+    ) -> Result<(
+        Vec<(String, Ipv4Addr)>,
+        Firewall,
+        ZooKeeper,
+        Option<RapidStore>,
+    )> {
+        let Control::Ssh(remote) = control else {
+            bail!("not an SSH control");
+        };
+        let t = Instant::now();
+        crate::doctor::check_hosts(control, hosts).await?;
+        phase(phases, "remote doctor", t);
+
+        let t = Instant::now();
+        let binary = match &bin {
+            Some(b) => Some(Arc::new(
+                tokio::fs::read(b)
+                    .await
+                    .with_context(|| format!("cannot read `{}`", b.display()))?,
+            )),
+            None => None,
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for h in &hosts.hosts {
+            let (control, journal, binary) = (control.clone(), journal.clone(), binary.clone());
+            let target = remote.target(&h.node)?.clone();
+            let dir = h.run_dir(journal.run_id());
+            tasks.spawn(async move {
+                create_remote_run_dir(&control, &journal, &target, &dir).await?;
+                if let Some(bytes) = binary {
+                    control
+                        .write_file(
+                            &target.node,
+                            &rapidstore::remote_binary(&dir),
+                            bytes.to_vec(),
+                            Some("755"),
+                        )
+                        .await?;
+                }
+                Ok::<(), anyhow::Error>(())
+            });
+        }
+        let mut errors = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(format!("{e:#}")),
+                Err(e) => errors.push(format!("task failed: {e}")),
+            }
+        }
+        if !errors.is_empty() {
+            bail!("cannot prepare the hosts: {}", errors.join("; "));
+        }
+        phase(phases, "run folders and upload", t);
+
+        let addrs: Vec<(String, Ipv4Addr)> = hosts
+            .hosts
+            .iter()
+            .map(|h| (h.node.clone(), h.address))
+            .collect();
+        let t = Instant::now();
+        let firewall = Firewall::new(
+            control.clone(),
+            remote_chain_name(journal.run_id()),
+            addrs
+                .iter()
+                .map(|(id, ip)| FwNode {
+                    id: id.clone(),
+                    ip: *ip,
+                })
+                .collect(),
+        );
+        firewall.install(journal).await?;
+        phase(phases, "iptables chains", t);
+
+        let (zookeeper, rapidstore) =
+            start_dbs(cfg, control, &addrs, &hosts.zk_nodes(), bin, phases).await?;
+        Ok((addrs, firewall, zookeeper, rapidstore))
+    }
+}
+
+/// The `rapidstore` binary to run, if the config starts RapidStore.
+fn locate_bin(cfg: &ClusterConfig) -> Result<Option<PathBuf>> {
+    if !cfg.start_rapidstore {
+        return Ok(None);
+    }
+    Ok(Some(match &cfg.rapidstore_bin {
+        Some(b) if b.is_file() => b.clone(),
+        Some(b) => bail!("rapidstore binary `{}` not found", b.display()),
+        None => rapidstore::locate_binary()?,
+    }))
+}
+
+/// Creates the run's own folder on a host, journaled first. The folder must
+/// not exist yet (`mkdir` without `-p` for the last step), so teardown only
+/// ever removes what the run created.
+async fn create_remote_run_dir(
+    control: &Control,
+    journal: &Journal,
+    target: &SshTarget,
+    dir: &Path,
+) -> Result<()> {
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let id = journal.push(Undo::RemoteRemoveDir {
+        host: target.clone(),
+        path: dir.to_path_buf(),
+    })?;
+    let out = control
+        .exec(
+            &target.node,
+            &argv(&[
+                "sh",
+                "-c",
+                r#"mkdir -p "$1" && mkdir "$2""#,
+                "mkdir",
+                &parent.display().to_string(),
+                &dir.display().to_string(),
+            ]),
+        )
+        .await;
+    match out {
+        Ok(o) if o.success() => Ok(()),
+        other => {
+            // Not created by us (it existed, or mkdir failed): never remove it.
+            journal.resolve(id)?;
+            let why = match other {
+                Ok(o) => o.stderr.trim().to_string(),
+                Err(e) => format!("{e:#}"),
+            };
+            bail!(
+                "cannot create the run folder {} on {}: {why}",
+                dir.display(),
+                target.describe()
+            )
+        }
+    }
+}
+
+/// Starts the ZooKeeper ensemble on `zk_nodes` and, with a binary,
+/// RapidStore on every node; waits for both. Shared by both modes.
+async fn start_dbs(
+    cfg: &ClusterConfig,
+    control: &Control,
+    addrs: &[(String, Ipv4Addr)],
+    zk_nodes: &[String],
+    bin: Option<PathBuf>,
+    phases: &mut Vec<Phase>,
+) -> Result<(ZooKeeper, Option<RapidStore>)> {
+    {
+        let t = Instant::now();
+        let servers: Vec<ZkServer> = zk_nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| ZkServer {
-                id: i as u32 + 1,
-                node: n.id.clone(),
-                ip: n.ip,
+            .map(|(i, node)| {
+                let ip = addrs
+                    .iter()
+                    .find(|(n, _)| n == node)
+                    .map(|(_, ip)| *ip)
+                    .ok_or_else(|| anyhow!("ZooKeeper node {node} is not a node"))?;
+                Ok(ZkServer {
+                    id: i as u32 + 1,
+                    node: node.clone(),
+                    ip,
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let zookeeper = ZooKeeper::new(control.clone(), servers, &cfg.run_dir, ZkTuning::default());
         zookeeper.install().await?;
         zookeeper.start_all().await?;
-        phase(&mut phases, "zookeeper start", t);
+        phase(phases, "zookeeper start", t);
         let t = Instant::now();
         zookeeper
             .wait_ready(Instant::now() + cfg.ready_timeout)
             .await?;
-        phase(&mut phases, "zookeeper ready", t);
+        phase(phases, "zookeeper ready", t);
 
         let rapidstore = match bin {
             Some(bin) => {
                 let t = Instant::now();
                 let rs = RapidStore::new(
                     control.clone(),
-                    network
-                        .nodes()
-                        .iter()
-                        .map(|n| (n.id.clone(), n.ip))
-                        .collect(),
+                    addrs.to_vec(),
                     &cfg.run_dir,
                     RapidStoreOpts {
                         bin,
@@ -247,25 +499,16 @@ impl Cluster {
                 )?;
                 rs.start_all().await?;
                 rs.wait_healthy(Instant::now() + cfg.ready_timeout).await?;
-                phase(&mut phases, "rapidstore healthy", t);
+                phase(phases, "rapidstore healthy", t);
                 Some(rs)
             }
             None => None,
         };
-        phase(&mut phases, "setup total", total);
-        Ok(Cluster {
-            cfg,
-            journal,
-            network,
-            control,
-            firewall,
-            zookeeper,
-            rapidstore,
-            setup_phases: phases,
-            torn_down: AtomicBool::new(false),
-        })
+        Ok((zookeeper, rapidstore))
     }
+}
 
+impl Cluster {
     pub fn config(&self) -> &ClusterConfig {
         &self.cfg
     }
@@ -278,12 +521,14 @@ impl Cluster {
         &self.control
     }
 
-    pub fn network(&self) -> &Network {
-        &self.network
+    /// The local network; `None` for a cluster of hosts over SSH.
+    pub fn network(&self) -> Option<&Network> {
+        self.network.as_ref()
     }
 
-    pub fn subnet(&self) -> Subnet {
-        self.network.subnet()
+    /// The local run's subnet; `None` over SSH.
+    pub fn subnet(&self) -> Option<Subnet> {
+        self.network.as_ref().map(Network::subnet)
     }
 
     pub fn firewall(&self) -> &Firewall {
@@ -306,7 +551,7 @@ impl Cluster {
 
     /// Node ids `n1..nN`.
     pub fn nodes(&self) -> Vec<String> {
-        self.network.nodes().iter().map(|n| n.id.clone()).collect()
+        self.addrs.iter().map(|(n, _)| n.clone()).collect()
     }
 
     /// Nodes running a ZooKeeper server.
@@ -315,8 +560,10 @@ impl Cluster {
     }
 
     pub fn ip(&self, node: &str) -> Result<Ipv4Addr> {
-        self.network
-            .ip(node)
+        self.addrs
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, ip)| *ip)
             .ok_or_else(|| anyhow!("unknown node `{node}`"))
     }
 
@@ -331,9 +578,9 @@ impl Cluster {
         self.zookeeper.connect_string()
     }
 
-    /// The harness's own address on the bridge.
-    pub fn harness_ip(&self) -> Ipv4Addr {
-        self.subnet().bridge_ip()
+    /// The harness's own address on the local bridge; `None` over SSH.
+    pub fn harness_ip(&self) -> Option<Ipv4Addr> {
+        self.subnet().map(|s| s.bridge_ip())
     }
 
     /// What this run created that still exists (empty after teardown).
@@ -362,6 +609,19 @@ impl Cluster {
             .extend(self.zookeeper.stop_all(STOP_GRACE).await);
         phase(&mut report.phases, "stop zookeeper", t);
 
+        if self.control.is_remote() {
+            let t = Instant::now();
+            // Failures here are warnings: they must never hide the verdict.
+            for w in self.collect_logs().await {
+                tracing::warn!("log collection: {w}");
+            }
+            phase(&mut report.phases, "collect logs", t);
+            if let Control::Ssh(r) = &self.control {
+                // Before the journal removes their sockets' folder.
+                r.close_masters().await;
+            }
+        }
+
         let t = Instant::now();
         let journal = self.journal.clone();
         report.replay = tokio::task::spawn_blocking(move || journal.teardown())
@@ -377,6 +637,83 @@ impl Cluster {
             tracing::warn!(errors = ?report.errors, "teardown incomplete; `harness clean` retries");
         }
         report
+    }
+}
+
+impl Cluster {
+    /// Copies every node's `logs/` from its run folder on the host into
+    /// `RUN_DIR/logs/` (same layout as a local run). Returns what failed.
+    pub async fn collect_logs(&self) -> Vec<String> {
+        collect_logs(&self.control, &self.addrs, &self.cfg.run_dir).await
+    }
+}
+
+/// [`Cluster::collect_logs`], usable before the cluster is whole.
+async fn collect_logs(
+    control: &Control,
+    addrs: &[(String, Ipv4Addr)],
+    run_dir: &Path,
+) -> Vec<String> {
+    {
+        let mut problems = Vec::new();
+        for (node, _) in addrs {
+            let Some(dir) = control.node_dir(node) else {
+                continue;
+            };
+            let logs = dir.join("logs");
+            let list = control
+                .exec(
+                    node,
+                    &argv(&[
+                        "sh",
+                        "-c",
+                        r#"cd "$1" 2>/dev/null || exit 0; find . -type f"#,
+                        "logs",
+                        &logs.display().to_string(),
+                    ]),
+                )
+                .await;
+            let files = match list {
+                Ok(o) if o.success() => o.stdout,
+                Ok(o) => {
+                    problems.push(format!("{node}: listing logs: {}", o.stderr.trim()));
+                    continue;
+                }
+                Err(e) => {
+                    problems.push(format!("{node}: listing logs: {e:#}"));
+                    continue;
+                }
+            };
+            for rel in files.lines() {
+                let rel = rel.trim_start_matches("./");
+                let rel_path = Path::new(rel);
+                if rel.is_empty()
+                    || rel_path
+                        .components()
+                        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+                {
+                    continue;
+                }
+                let src = logs.join(rel_path);
+                let dst = run_dir.join("logs").join(rel_path);
+                let r = async {
+                    let o = control
+                        .exec(node, &argv(&["cat", &src.display().to_string()]))
+                        .await?
+                        .check(&format!("cat {}", src.display()))?;
+                    if let Some(parent) = dst.parent() {
+                        tokio::fs::create_dir_all(parent).await?;
+                    }
+                    tokio::fs::write(&dst, o.stdout).await?;
+                    Ok::<(), anyhow::Error>(())
+                }
+                .await;
+                if let Err(e) = r {
+                    problems.push(format!("{node}: {e:#}"));
+                }
+            }
+        }
+        problems
     }
 }
 

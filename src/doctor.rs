@@ -195,6 +195,80 @@ pub fn check() -> Vec<Problem> {
         .collect()
 }
 
+/// The prerequisite checks run on a remote host (`sh -c REMOTE doctor
+/// CLOCK LIBFAKETIME JAR...`): one line per check, `ok|NAME` or
+/// `missing|NAME|WHAT|FIX`. Only tests and `command -v`: it changes nothing.
+pub const REMOTE: &str = r#"clock=$1 lib=$2
+shift 2
+say() { if [ "$2" = 0 ]; then echo "ok|$1"; else echo "missing|$1|$3|$4"; fi; }
+[ "$(id -u)" = 0 ]; say root $? "commands do not run as root" "log in as root, or set sudo = true with passwordless sudo"
+{ command -v iptables && command -v iptables-restore; } >/dev/null 2>&1; say iptables $? "iptables and iptables-restore not found" "apt-get install -y iptables"
+[ -x /usr/bin/java ]; say java $? "/usr/bin/java not found" "apt-get install -y default-jre-headless"
+miss=""
+for j in "$@"; do [ -f "$j" ] || miss="$miss $j"; done
+[ -z "$miss" ]; say zookeeper $? "missing$miss" "apt-get install -y zookeeper"
+{ command -v setsid && command -v find && [ -r /proc/self/stat ]; } >/dev/null 2>&1; say base $? "setsid, find or /proc missing" "apt-get install -y util-linux findutils"
+if [ "$clock" = faketime ]; then
+  [ -f "$lib" ]; say libfaketime $? "$lib not found" "apt-get install -y faketime libfaketime"
+else
+  command -v date >/dev/null 2>&1; say date $? "date not found" "apt-get install -y coreutils"
+fi"#;
+
+/// Parses [`REMOTE`]'s output into the host's unmet prerequisites.
+pub fn parse_remote(out: &str) -> Vec<(String, String, String)> {
+    out.lines()
+        .filter_map(|l| {
+            let parts: Vec<&str> = l.splitn(4, '|').collect();
+            match parts.as_slice() {
+                ["missing", name, what, fix] => {
+                    Some((name.to_string(), what.to_string(), fix.to_string()))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// `harness doctor`, remotely: runs [`REMOTE`] on every host and fails
+/// naming each host's missing prerequisites and their fixes.
+pub async fn check_hosts(
+    control: &crate::control::Control,
+    hosts: &crate::hosts::Hosts,
+) -> anyhow::Result<()> {
+    use crate::control::Remote;
+    let clock = match hosts.clock {
+        crate::hosts::ClockMethod::Faketime => "faketime",
+        crate::hosts::ClockMethod::Settime => "settime",
+    };
+    let mut argv = crate::control::argv(&["sh", "-c", REMOTE, "doctor", clock]);
+    argv.push(libfaketime().display().to_string());
+    argv.extend(zookeeper::CLASSPATH.iter().map(|s| s.to_string()));
+    let mut problems = Vec::new();
+    for h in &hosts.hosts {
+        match control.exec(&h.node, &argv).await {
+            Ok(out) if out.success() => {
+                for (name, what, fix) in parse_remote(&out.stdout) {
+                    problems.push(format!("{}: {name}: {what}\n    fix: {fix}", h.node));
+                }
+            }
+            Ok(out) => problems.push(format!(
+                "{}: the check itself failed: {}",
+                h.node,
+                out.stderr.trim()
+            )),
+            Err(e) => problems.push(format!("{}: {e:#}", h.node)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "the hosts cannot run the harness yet:\n  {}",
+            problems.join("\n  ")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +296,40 @@ mod tests {
             assert!(!p.fix.is_empty());
             assert!(p.to_string().contains("hint: "));
         }
+    }
+
+    #[test]
+    fn remote_checks_run_in_a_plain_shell() {
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                REMOTE,
+                "doctor",
+                "faketime",
+                "/no/such/lib.so",
+                "/no/such.jar",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let missing = parse_remote(&text);
+        let names: Vec<&str> = missing.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert!(names.contains(&"libfaketime"), "{text}");
+        assert!(names.contains(&"zookeeper"), "{text}");
+        let zk = missing.iter().find(|(n, _, _)| n == "zookeeper").unwrap();
+        assert_eq!(zk.1, "missing /no/such.jar");
+        assert_eq!(zk.2, "apt-get install -y zookeeper");
+        assert_eq!(text.lines().count(), 6, "{text}");
+        let settime = Command::new("sh")
+            .args(["-c", REMOTE, "doctor", "settime", "/no/such/lib.so"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&settime.stdout);
+        assert!(
+            text.contains("ok|date") && !text.contains("libfaketime"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -229,17 +229,33 @@ impl Event {
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     start: Instant,
+    /// The harness's wall clock at start (Unix ms), only to place node
+    /// reports stamped with a wall clock; never used for history times.
+    wall_at_start_ms: f64,
 }
 
 impl Clock {
     pub fn start() -> Self {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0);
         Clock {
             start: Instant::now(),
+            wall_at_start_ms: wall,
         }
     }
     /// Milliseconds since start (fractional).
     pub fn now_ms(&self) -> f64 {
         self.start.elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// Place an event a node stamped with its wall clock (`unix_ms`) on the
+    /// harness timeline, knowing it happened within `[after, before]`
+    /// (harness times). The wall clock only picks the point inside that
+    /// window, so a skewed node clock can never move an event outside it.
+    pub fn place(&self, unix_ms: i64, after: f64, before: f64) -> f64 {
+        (unix_ms as f64 - self.wall_at_start_ms).clamp(after.min(before), before)
     }
 }
 
@@ -335,6 +351,17 @@ mod tests {
             expected: None,
             node: "n1".into(),
         }
+    }
+
+    #[test]
+    fn node_stamps_are_placed_inside_the_observation_window() {
+        let c = Clock::start();
+        let wall = c.wall_at_start_ms.ceil() as i64;
+        let placed = c.place(wall + 500, 400.0, 900.0);
+        assert!((500.0..501.0).contains(&placed), "{placed}");
+        // A clock 30 s behind or ahead stays inside the window.
+        assert_eq!(c.place(wall - 30_000, 400.0, 900.0), 400.0);
+        assert_eq!(c.place(wall + 30_000, 400.0, 900.0), 900.0);
     }
 
     #[test]

@@ -29,6 +29,8 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use crate::control::netns::{is_running, process_start_time, signal_guarded};
+use crate::control::posix;
+use crate::control::ssh::{self, SshTarget};
 
 /// Where active-run markers live (tmpfs: a reboot ends every run anyway).
 pub const STATE_DIR: &str = "/run/rapidstore-harness";
@@ -68,6 +70,37 @@ pub enum Undo {
     RemoveFile { path: PathBuf },
     /// Remove a subnet reservation file, only if it still names `run_id`.
     ReleaseSubnet { path: PathBuf, run_id: String },
+    /// Remove a folder the harness made for itself on this machine (the SSH
+    /// control sockets of a run), with what it holds.
+    RemoveDir { path: PathBuf },
+    /// On a host over SSH: SIGKILL the process if it is still the one that
+    /// started at `start_time` (read from the host's `/proc`).
+    RemoteKillProcess {
+        host: SshTarget,
+        pid: i32,
+        start_time: u64,
+        label: String,
+    },
+    /// On a host over SSH: SIGCONT a process the harness stopped.
+    RemoteResumeProcess {
+        host: SshTarget,
+        pid: i32,
+        start_time: u64,
+    },
+    /// On a host over SSH: delete the jump rules, then flush and delete the
+    /// run's own chain.
+    RemoteDeleteChain {
+        host: SshTarget,
+        table: String,
+        chain: String,
+        hook_rules: Vec<Vec<String>>,
+    },
+    /// On a host over SSH: remove the run's own folder (`base_dir/<run-id>`,
+    /// created by the run, never one that existed before).
+    RemoteRemoveDir { host: SshTarget, path: PathBuf },
+    /// On a host over SSH: set the clock back to this machine's wall clock
+    /// (after a `settime` clock fault).
+    RemoteResetClock { host: SshTarget },
 }
 
 impl fmt::Display for Undo {
@@ -96,6 +129,39 @@ impl fmt::Display for Undo {
             Undo::RemoveFile { path } => write!(f, "remove file {}", path.display()),
             Undo::ReleaseSubnet { path, .. } => {
                 write!(f, "release subnet reservation {}", path.display())
+            }
+            Undo::RemoveDir { path } => write!(f, "remove folder {}", path.display()),
+            Undo::RemoteKillProcess {
+                host,
+                pid,
+                start_time,
+                label,
+            } => write!(
+                f,
+                "kill {label} (pid {pid}, start {start_time}) on {}",
+                host.describe()
+            ),
+            Undo::RemoteResumeProcess {
+                host,
+                pid,
+                start_time,
+            } => write!(
+                f,
+                "resume pid {pid} (start {start_time}) on {}",
+                host.describe()
+            ),
+            Undo::RemoteDeleteChain {
+                host, table, chain, ..
+            } => write!(
+                f,
+                "delete iptables chain {table}/{chain} on {}",
+                host.describe()
+            ),
+            Undo::RemoteRemoveDir { host, path } => {
+                write!(f, "remove {} on {}", path.display(), host.describe())
+            }
+            Undo::RemoteResetClock { host } => {
+                write!(f, "reset the clock of {}", host.describe())
             }
         }
     }
@@ -166,8 +232,96 @@ impl Undo {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Outcome::AlreadyGone),
                 Err(e) => Err(format!("read {}: {e}", path.display())),
             },
+            Undo::RemoveDir { path } => match fs::remove_dir_all(path) {
+                Ok(()) => Ok(Outcome::Undone),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Outcome::AlreadyGone),
+                Err(e) => Err(format!("remove {}: {e}", path.display())),
+            },
+            Undo::RemoteKillProcess { .. }
+            | Undo::RemoteResumeProcess { .. }
+            | Undo::RemoteDeleteChain { .. }
+            | Undo::RemoteRemoveDir { .. }
+            | Undo::RemoteResetClock { .. } => self.run_remote(),
         }
     }
+
+    /// The host a remote step acts on.
+    pub fn host(&self) -> Option<&SshTarget> {
+        match self {
+            Undo::RemoteKillProcess { host, .. }
+            | Undo::RemoteResumeProcess { host, .. }
+            | Undo::RemoteDeleteChain { host, .. }
+            | Undo::RemoteRemoveDir { host, .. }
+            | Undo::RemoteResetClock { host } => Some(host),
+            _ => None,
+        }
+    }
+
+    /// A remote step's command on its host (`None` for local steps).
+    pub fn remote_argv(&self) -> Option<Vec<String>> {
+        Some(match self {
+            Undo::RemoteKillProcess {
+                pid, start_time, ..
+            } => posix::proc_argv("kill", *pid, *start_time, None),
+            Undo::RemoteResumeProcess {
+                pid, start_time, ..
+            } => posix::proc_argv("signal", *pid, *start_time, Some("CONT")),
+            Undo::RemoteDeleteChain {
+                table,
+                chain,
+                hook_rules,
+                ..
+            } => posix::delete_chain_argv(table, chain, hook_rules),
+            Undo::RemoteRemoveDir { path, .. } => crate::control::argv(&[
+                "sh",
+                "-c",
+                posix::REMOVE_DIR,
+                "rm",
+                &path.display().to_string(),
+            ]),
+            Undo::RemoteResetClock { .. } => {
+                crate::control::clock::settime_reset(std::time::SystemTime::now())
+            }
+            _ => return None,
+        })
+    }
+
+    fn run_remote(&self) -> std::result::Result<Outcome, String> {
+        let (Some(host), Some(argv)) = (self.host(), self.remote_argv()) else {
+            return Err("not a remote step".into());
+        };
+        if let Undo::RemoteRemoveDir { path, .. } = self {
+            if !safe_run_dir(path) {
+                return Err(format!("refusing to remove `{}`", path.display()));
+            }
+        }
+        let out = ssh::run_blocking(host, &argv, Duration::from_secs(30))
+            .map_err(|e| format!("{e:#}"))?;
+        match out.status {
+            Some(0) => Ok(Outcome::Undone),
+            Some(posix::GONE) => Ok(Outcome::AlreadyGone),
+            other => Err(format!(
+                "exit {}: {}",
+                other.map_or_else(|| "by signal".into(), |c| c.to_string()),
+                out.stderr.trim()
+            )),
+        }
+    }
+}
+
+/// A run folder on a host: absolute, no `..`, at least two components deep
+/// (`base_dir/<run-id>`).
+fn safe_run_dir(path: &Path) -> bool {
+    use std::path::Component;
+    path.is_absolute()
+        && path
+            .components()
+            .all(|c| !matches!(c, Component::ParentDir))
+        && path
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .count()
+            >= 2
 }
 
 impl Undo {
@@ -203,6 +357,34 @@ impl Undo {
             Undo::RemoveFile { path } => path.exists(),
             Undo::ReleaseSubnet { path, run_id } => {
                 fs::read_to_string(path).is_ok_and(|owner| owner.trim() == run_id)
+            }
+            Undo::RemoveDir { path } => path.exists(),
+            Undo::RemoteResetClock { .. } => false,
+            Undo::RemoteKillProcess { .. }
+            | Undo::RemoteResumeProcess { .. }
+            | Undo::RemoteDeleteChain { .. }
+            | Undo::RemoteRemoveDir { .. } => {
+                let Some(host) = self.host() else {
+                    return false;
+                };
+                let argv = match self {
+                    Undo::RemoteKillProcess {
+                        pid, start_time, ..
+                    } => posix::proc_argv("alive", *pid, *start_time, None),
+                    Undo::RemoteResumeProcess {
+                        pid, start_time, ..
+                    } => posix::proc_argv("stopped", *pid, *start_time, None),
+                    Undo::RemoteDeleteChain { table, chain, .. } => {
+                        posix::list_chain_argv(table, chain)
+                    }
+                    Undo::RemoteRemoveDir { path, .. } => {
+                        crate::control::argv(&["test", "-e", &path.display().to_string()])
+                    }
+                    _ => return false,
+                };
+                // Unreachable counts as remaining: it could not be verified.
+                ssh::run_blocking(host, &argv, Duration::from_secs(30))
+                    .map_or(true, |o| o.success())
             }
         }
     }
@@ -736,8 +918,32 @@ pub fn clean_stale(force: bool) -> CleanReport {
     clean_stale_in(Path::new(STATE_DIR), force)
 }
 
+/// `harness clean --hosts FILE`: like [`clean_stale`], but only runs whose
+/// journal acts on one of `hosts` (address and SSH port); other runs on this
+/// machine are left alone.
+pub fn clean_stale_on_hosts(hosts: &[(std::net::Ipv4Addr, u16)], force: bool) -> CleanReport {
+    clean_stale_matching(Path::new(STATE_DIR), force, &|m: &Marker| {
+        let steps = read_journal(&m.journal)
+            .or_else(|e| m.mirror.as_deref().map(read_journal).unwrap_or(Err(e)))
+            .map(|(steps, _)| steps)
+            .unwrap_or_default();
+        steps.iter().any(|(_, u)| {
+            u.host()
+                .is_some_and(|t| hosts.contains(&(t.address, t.port)))
+        })
+    })
+}
+
 /// [`clean_stale`] over another state directory (tests).
 pub fn clean_stale_in(state_dir: &Path, force: bool) -> CleanReport {
+    clean_stale_matching(state_dir, force, &|_| true)
+}
+
+fn clean_stale_matching(
+    state_dir: &Path,
+    force: bool,
+    wanted: &dyn Fn(&Marker) -> bool,
+) -> CleanReport {
     let mut report = CleanReport::default();
     let entries = match fs::read_dir(state_dir) {
         Ok(e) => e,
@@ -774,6 +980,9 @@ pub fn clean_stale_in(state_dir: &Path, force: bool) -> CleanReport {
                 continue;
             }
         };
+        if !wanted(&marker) {
+            continue;
+        }
         let mut run = CleanedRun {
             run_id,
             marker: path.clone(),

@@ -12,6 +12,7 @@ pub mod db;
 pub mod doctor;
 pub mod generator;
 pub mod history;
+pub mod hosts;
 pub mod journal;
 pub mod nemesis;
 pub mod net;

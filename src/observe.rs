@@ -132,30 +132,67 @@ pub async fn watch_zookeeper(
     }
 }
 
+/// Where a node's event poller is: the next event to ask for, and when the
+/// last successful sweep began (harness time).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cursor {
+    pub next: u64,
+    pub swept_at_ms: f64,
+}
+
 /// Replicated-write events collected from the nodes, for the end of the run.
 pub type WriteEvents = Arc<Mutex<BTreeMap<String, Vec<NodeEvent>>>>;
 
 /// Poll every node's `/events` until `stop`, recording role transitions as
-/// they are seen and keeping write events for the end of the run. Returns
-/// each node's cursor so a final sweep can pick up the rest.
+/// they are seen and keeping write events for the end of the run. Each node
+/// has its own poller, so a paused or partitioned node delays no other's
+/// observations. Returns each node's cursor so a final sweep can pick up
+/// the rest.
 pub async fn poll_node_events(
     topo: Topology,
     client: NodeClient,
     clock: Clock,
     history: HistoryWriter,
     writes: WriteEvents,
-    mut stop: watch::Receiver<bool>,
-) -> HashMap<String, u64> {
-    let mut cursors: HashMap<String, u64> = HashMap::new();
-    loop {
-        for (node, addr) in &topo.nodes {
-            sweep_node(node, addr, &client, &clock, &history, &writes, &mut cursors).await;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = stop.changed() => return cursors,
-        }
+    stop: watch::Receiver<bool>,
+) -> HashMap<String, Cursor> {
+    let tasks: Vec<_> = topo
+        .nodes
+        .iter()
+        .cloned()
+        .map(|(node, addr)| {
+            let (client, history, writes, mut stop) = (
+                client.clone(),
+                history.clone(),
+                writes.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut cursors = HashMap::new();
+                loop {
+                    sweep_node(
+                        &node,
+                        &addr,
+                        &client,
+                        &clock,
+                        &history,
+                        &writes,
+                        &mut cursors,
+                    )
+                    .await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = stop.changed() => return cursors,
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut cursors = HashMap::new();
+    for t in tasks {
+        cursors.extend(t.await.unwrap_or_default());
     }
+    cursors
 }
 
 /// Fetch one node's new events (several pages if needed).
@@ -166,20 +203,26 @@ pub async fn sweep_node(
     clock: &Clock,
     history: &HistoryWriter,
     writes: &WriteEvents,
-    cursors: &mut HashMap<String, u64>,
+    cursors: &mut HashMap<String, Cursor>,
 ) -> bool {
+    // Events since the last successful sweep happened after it began; a
+    // node that died in between reports them late (after its restart), so
+    // each is placed by its own stamp inside that window, not at "now".
     loop {
-        let since = cursors.get(node).copied().unwrap_or(0);
+        let cursor = cursors.get(node).copied().unwrap_or_default();
+        let since = cursor.next;
+        let started = clock.now_ms();
         let Some((events, next)) = client.events(addr, since).await else {
             return false;
         };
         let now = clock.now_ms();
+        let after = cursor.swept_at_ms;
         for e in &events {
             match e.event.as_str() {
                 "role" => {
                     if let Some(role) = e.role.as_deref().and_then(parse_role) {
                         history.record(&Event::Role {
-                            time_ms: now,
+                            time_ms: clock.place(e.time_ms, after, now),
                             node: node.to_string(),
                             role,
                             token: e.token,
@@ -195,7 +238,13 @@ pub async fn sweep_node(
                 _ => {}
             }
         }
-        cursors.insert(node.to_string(), next);
+        cursors.insert(
+            node.to_string(),
+            Cursor {
+                next,
+                swept_at_ms: started,
+            },
+        );
         if events.is_empty() || next == since {
             return true;
         }
@@ -254,4 +303,25 @@ pub async fn wait_for_leader(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The leader's successor now: the follower with the lowest election token
+/// above the leader's (it leads if the leader goes).
+pub async fn successor(topo: &Topology, client: &NodeClient) -> Option<String> {
+    let healths =
+        futures::future::join_all(topo.nodes.iter().map(|(node, addr)| async move {
+            client.health(addr).await.map(|h| (node.clone(), h))
+        }))
+        .await;
+    let healths: Vec<_> = healths.into_iter().flatten().collect();
+    let leader_token = healths
+        .iter()
+        .filter(|(_, h)| h.role == "leader")
+        .filter_map(|(_, h)| h.token)
+        .max()?;
+    healths
+        .into_iter()
+        .filter(|(_, h)| h.role == "follower" && h.token.is_some_and(|t| t > leader_token))
+        .min_by_key(|(_, h)| h.token)
+        .map(|(n, _)| n)
 }

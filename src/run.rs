@@ -10,7 +10,8 @@ use crate::cluster::{Cluster, ClusterConfig};
 use crate::generator::OpGen;
 use crate::history::{read_history, Clock, Event, HistoryWriter, Invocation, OpKind, Outcome};
 use crate::journal::Journal;
-use crate::nemesis::schedule::Schedule;
+use crate::nemesis::clock::{faketime_env, ClockFiles};
+use crate::nemesis::schedule::{FaultKind, Schedule};
 use crate::nemesis::{ExecutedStep, Nemesis};
 use crate::observe::{self, Topology, WriteEvents};
 use crate::report::{self, Report, RunInfo};
@@ -31,6 +32,7 @@ pub struct RunOptions {
     pub workload: String,
     pub nodes: usize,
     pub zk: usize,
+    #[serde(rename = "time_limit_ms", serialize_with = "ms")]
     pub time_limit: Duration,
     pub rate: Option<f64>,
     pub concurrency: Option<usize>,
@@ -38,10 +40,26 @@ pub struct RunOptions {
     pub bugs: Vec<String>,
     pub out: PathBuf,
     pub session_timeout_ms: u64,
+    #[serde(rename = "max_failover_ms", serialize_with = "opt_ms")]
     pub max_failover: Option<Duration>,
+    #[serde(rename = "check_timeout_ms", serialize_with = "ms")]
     pub check_timeout: Duration,
     /// Where `nemesis/` and `workloads/` live.
     pub defs_dir: PathBuf,
+    /// Real hosts over SSH (`--hosts FILE`); `None`: local namespaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<crate::hosts::Hosts>,
+}
+
+fn ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+fn opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(d.as_millis() as u64),
+        None => s.serialize_none(),
+    }
 }
 
 /// How a run ended, before checking.
@@ -132,7 +150,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
         .map(|p| {
             serde_json::json!({
                 "at_ms": p.at.as_millis() as u64, "heal_at_ms": p.heal_at.as_millis() as u64,
-                "kind": p.spec.kind, "target": p.spec.target,
+                "fault": p.spec.label(),
             })
         })
         .collect();
@@ -162,8 +180,38 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
     cfg.zk = opts.zk;
     cfg.session_timeout_ms = opts.session_timeout_ms;
     cfg.bugs = opts.bugs.clone();
+    // Clock faults need every RapidStore process under libfaketime, reading
+    // its offset from a file of the run's.
+    if schedule.uses(FaultKind::Clock) && opts.hosts.is_some() {
+        bail!(
+            "nemesis `{}` moves clocks, which `--hosts` runs do not support yet; \
+             use it on the local cluster (without --hosts)",
+            opts.nemesis
+        );
+    }
+    let clocks = if schedule.uses(FaultKind::Clock) {
+        let nodes: Vec<String> = (1..=opts.nodes).map(|i| format!("n{i}")).collect();
+        let files = ClockFiles::create(&run_dir.path.join("clock"), &nodes)?;
+        let lib = crate::doctor::libfaketime();
+        for n in &nodes {
+            if let Some(f) = files.file(n) {
+                cfg.node_env.insert(n.clone(), faketime_env(&lib, f));
+            }
+        }
+        Some(files)
+    } else {
+        None
+    };
+    cfg.hosts = opts.hosts.clone();
     eprintln!("harness: setting up the cluster");
-    let cluster = match Cluster::setup(cfg, journal.clone()).await {
+    let progress = report::Progress::start(&run_dir.path, opts.time_limit);
+    // Setup can be abandoned at any await: what it built is in the journal.
+    let mut cancel_setup = cancel.clone();
+    let setup = tokio::select! {
+        r = Cluster::setup(cfg, journal.clone()) => r,
+        _ = cancel_setup.wait_for(|c| *c) => Err(anyhow!("interrupted during setup")),
+    };
+    let cluster = match setup {
         Ok(c) => c,
         Err(e) => {
             let report = journal.teardown();
@@ -199,7 +247,6 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
     // The body runs in its own task so a panic in it still reaches teardown.
     let body = {
         let cluster_ref: &Cluster = &cluster;
-        // SAFETY of lifetimes: the body is awaited before `cluster` drops.
         let fut = run_body(
             cluster_ref,
             &topo,
@@ -210,11 +257,12 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
             rate,
             concurrency,
             cancel,
+            clocks,
         );
         std::panic::AssertUnwindSafe(fut)
     };
     let outcome = futures::FutureExt::catch_unwind(body).await;
-    eprintln!("harness: tearing down");
+    progress.phase("teardown");
     let teardown = cluster.teardown().await;
     let (ending, executed, heal_problems, body_error) = match outcome {
         Ok(Ok(b)) => (Some(b.ending), b.executed, b.heal_problems, None),
@@ -264,6 +312,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
         max_failover_ms: opts.max_failover.map(|d| d.as_secs_f64() * 1000.0),
         ..CheckOptions::default()
     };
+    progress.phase("checking");
     let mut report = check_run_dir(&run_dir.path, info, teardown_errors, &check_opts)?;
     if ending == Some(Ending::Interrupted) || body_error.is_some() {
         // An interrupted or broken run never passes: its history is incomplete.
@@ -272,8 +321,12 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
         }
     }
     report.write_json(&run_dir.path)?;
+    progress.finish();
+    for p in report::write_artifacts(&run_dir.path, &report) {
+        eprintln!("warning: {p}");
+    }
     println!("{}", report::render_table(&report));
-    println!("report: {}", run_dir.path.join("report.json").display());
+    println!("report: {}", run_dir.path.join("report.html").display());
     Ok(RunResult {
         exit_code: report::exit_code(&report),
         run_dir: run_dir.path.clone(),
@@ -309,6 +362,7 @@ async fn run_body(
     rate: f64,
     concurrency: usize,
     mut cancel: watch::Receiver<bool>,
+    clocks: Option<ClockFiles>,
 ) -> Result<BodyOutcome> {
     let client = NodeClient::new();
     eprintln!("harness: waiting for a leader");
@@ -373,7 +427,9 @@ async fn run_body(
         history.clone(),
         opts.seed,
         &schedule.name,
-    );
+    )
+    .with_clocks(clocks)
+    .with_session_timeout(opts.session_timeout_ms);
     let plan = schedule.plan(opts.seed, opts.time_limit);
     let mut interrupted = false;
     let sleep_until = |t: Duration, cancel: &mut watch::Receiver<bool>| {
@@ -391,11 +447,9 @@ async fn run_body(
             interrupted = true;
             break;
         }
-        let active = nemesis.inject(&planned.spec).await;
+        let active = nemesis.inject_group(&planned.spec).await;
         let cut = sleep_until(planned.heal_at, &mut cancel).await;
-        if let Some(a) = active {
-            nemesis.heal(&a).await;
-        }
+        nemesis.heal_group(active).await;
         if cut {
             interrupted = true;
             break;

@@ -4,7 +4,9 @@
 //! tests per model (generated histories check valid; one corrupted read makes
 //! them invalid).
 
-use harness::checker::jepsen::{check_file, check_text, EdnError, EdnOptions, Independent, ModelName};
+use harness::checker::jepsen::{
+    check_file, check_text, EdnError, EdnOptions, Independent, ModelName,
+};
 use harness::checker::synth::{corrupt, simulate, to_edn, SynthConfig, SynthModel};
 use harness::checker::Validity;
 use proptest::prelude::*;
@@ -90,19 +92,34 @@ fn fixtures_get_their_expected_verdicts() {
             }
         };
         if r.valid != f.valid {
-            failures.push(format!("{}: {} (want {}): {}", f.file, r.valid, f.valid, r.summary));
+            failures.push(format!(
+                "{}: {} (want {}): {}",
+                f.file, r.valid, f.valid, r.summary
+            ));
         }
         if !r.summary.contains(f.summary) {
-            failures.push(format!("{}: summary {:?} lacks {:?}", f.file, r.summary, f.summary));
+            failures.push(format!(
+                "{}: summary {:?} lacks {:?}",
+                f.file, r.summary, f.summary
+            ));
         }
         let got: Vec<i64> = r.counterexample.iter().map(|o| o.index).collect();
         if got != f.counterexample {
-            failures.push(format!("{}: counterexample indexes {got:?} (want {:?})", f.file, f.counterexample));
+            failures.push(format!(
+                "{}: counterexample indexes {got:?} (want {:?})",
+                f.file, f.counterexample
+            ));
         }
         if let Some((index, process)) = f.blocked {
-            let blocked = r.counterexample.iter().find(|o| o.why == "cannot be linearized");
+            let blocked = r
+                .counterexample
+                .iter()
+                .find(|o| o.why == "cannot be linearized");
             if blocked.map(|o| (o.index, o.process)) != Some((index, process)) {
-                failures.push(format!("{}: blocked op {blocked:?} (want index {index}, process {process})", f.file));
+                failures.push(format!(
+                    "{}: blocked op {blocked:?} (want index {index}, process {process})",
+                    f.file
+                ));
             }
         }
     }
@@ -123,14 +140,32 @@ fn every_edn_fixture_is_in_the_table() {
 
 #[test]
 fn counterexamples_carry_times_lines_and_outcomes() {
-    let r = check_file(&dir().join("register-info-write-undone.edn"), &opts(Register, None)).unwrap();
-    let info = r.counterexample.iter().find(|o| o.index == 2).expect("the info write");
-    assert_eq!((info.outcome, info.completion_index, info.invoke_time), ("info", Some(3), Some(3000)));
+    let r = check_file(
+        &dir().join("register-info-write-undone.edn"),
+        &opts(Register, None),
+    )
+    .unwrap();
+    let info = r
+        .counterexample
+        .iter()
+        .find(|o| o.index == 2)
+        .expect("the info write");
+    assert_eq!(
+        (info.outcome, info.completion_index, info.invoke_time),
+        ("info", Some(3), Some(3000))
+    );
     assert_eq!(info.line, 5);
     let read = r.counterexample.iter().find(|o| o.index == 6).unwrap();
     assert_eq!((read.value.as_str(), read.complete_time), ("1", Some(8000)));
-    let r = check_file(&dir().join("cas-register-independent.edn"), &opts(CasRegister, None)).unwrap();
-    assert!(r.counterexample.iter().all(|o| o.key.as_deref() == Some("2")));
+    let r = check_file(
+        &dir().join("cas-register-independent.edn"),
+        &opts(CasRegister, None),
+    )
+    .unwrap();
+    assert!(r
+        .counterexample
+        .iter()
+        .all(|o| o.key.as_deref() == Some("2")));
     assert!(r.history.independent);
     assert_eq!(r.history.keys, 2);
 }
@@ -139,11 +174,23 @@ fn counterexamples_carry_times_lines_and_outcomes() {
 fn history_preparation_follows_knossos() {
     // Failed ops are dropped, nemesis ops ignored, unmatched invocations kept
     // as unknown; the init value counts.
-    let r = check_file(&dir().join("cas-register-valid.edn"), &opts(CasRegister, Some("0"))).unwrap();
+    let r = check_file(
+        &dir().join("cas-register-valid.edn"),
+        &opts(CasRegister, Some("0")),
+    )
+    .unwrap();
     let h = &r.history;
-    assert_eq!((h.client_ops, h.ok, h.fail, h.info, h.ignored), (5, 3, 1, 1, 1), "{h:?}");
+    assert_eq!(
+        (h.client_ops, h.ok, h.fail, h.info, h.ignored),
+        (5, 3, 1, 1, 1),
+        "{h:?}"
+    );
     // Without --init 0 the first cas [0 1] cannot apply to nil.
-    let r = check_file(&dir().join("cas-register-valid.edn"), &opts(CasRegister, None)).unwrap();
+    let r = check_file(
+        &dir().join("cas-register-valid.edn"),
+        &opts(CasRegister, None),
+    )
+    .unwrap();
     assert_eq!(r.valid, Validity::Invalid, "{}", r.summary);
     // A read of nil constrains nothing and is dropped before the search.
     let r = check_file(&dir().join("register-nil-reads.edn"), &opts(Register, None)).unwrap();
@@ -168,11 +215,22 @@ fn independent_keys_are_detected_and_can_be_forced() {
     assert!(r.history.independent);
     assert_eq!(r.valid, Validity::Valid, "{}", r.summary);
     // The same read as a bare nil: not independent, a register of vectors.
-    let bare = tuples.replace(":value [1 nil]", ":value nil").replace(":value [1 2], :process 0}\n{:type :ok, :f :read", ":value (1 2), :process 0}\n{:type :ok, :f :read");
-    let bare = bare.replace("{:type :ok, :f :read, :value [1 2]", "{:type :ok, :f :read, :value (1 2)");
+    let bare = tuples.replace(":value [1 nil]", ":value nil").replace(
+        ":value [1 2], :process 0}\n{:type :ok, :f :read",
+        ":value (1 2), :process 0}\n{:type :ok, :f :read",
+    );
+    let bare = bare.replace(
+        "{:type :ok, :f :read, :value [1 2]",
+        "{:type :ok, :f :read, :value (1 2)",
+    );
     let r = check(&bare, &opts(Register, None)).unwrap();
     assert!(!r.history.independent);
-    assert_eq!(r.valid, Validity::Valid, "a list equals a vector, as in Clojure: {}", r.summary);
+    assert_eq!(
+        r.valid,
+        Validity::Valid,
+        "a list equals a vector, as in Clojure: {}",
+        r.summary
+    );
     // Forced either way.
     let plain = EdnOptions {
         independent: Independent::No,
@@ -198,11 +256,31 @@ fn malformed_files_name_line_column_and_expectation() {
     assert!(msg.contains("line 3, column 41"), "{msg}");
     assert!(msg.contains("even number of elements"), "{msg}");
     let bad = [
-        ("{:type :invoke, :f :read, :process 0}\n{:type :done, :f :read, :process 0}", "line 2, column 1", ":type to be :invoke"),
-        ("{:type :ok, :f :read, :process 0, :value 1}", "line 1, column 1", "never invoked"),
-        ("{:type :invoke, :f :read, :process 0}\n{:type :invoke, :f :read, :process 0}", "line 2", "has not completed"),
-        ("{:type :invoke, :f :inc, :process 0}", "line 1", "no :f :inc"),
-        ("{:type :invoke, :f :cas, :process 0, :value 3}", "line 1", "[from to]"),
+        (
+            "{:type :invoke, :f :read, :process 0}\n{:type :done, :f :read, :process 0}",
+            "line 2, column 1",
+            ":type to be :invoke",
+        ),
+        (
+            "{:type :ok, :f :read, :process 0, :value 1}",
+            "line 1, column 1",
+            "never invoked",
+        ),
+        (
+            "{:type :invoke, :f :read, :process 0}\n{:type :invoke, :f :read, :process 0}",
+            "line 2",
+            "has not completed",
+        ),
+        (
+            "{:type :invoke, :f :inc, :process 0}",
+            "line 1",
+            "no :f :inc",
+        ),
+        (
+            "{:type :invoke, :f :cas, :process 0, :value 3}",
+            "line 1",
+            "[from to]",
+        ),
     ];
     for (text, at, what) in bad {
         let msg = check_text(text, "t.edn", &opts(CasRegister, None), Instant::now())
@@ -233,15 +311,31 @@ fn the_command_line_exit_codes_and_json() {
     let f = |name: &str| dir().join(name).display().to_string();
     let (code, out, _) = harness(&["check", &f("register-valid.edn"), "--model", "register"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("verdict  VALID") && out.contains("peak RSS"), "{out}");
-    let (code, out, _) = harness(&["check", &f("register-stale-read.edn"), "--model", "register"]);
+    assert!(
+        out.contains("verdict  VALID") && out.contains("peak RSS"),
+        "{out}"
+    );
+    let (code, out, _) = harness(&[
+        "check",
+        &f("register-stale-read.edn"),
+        "--model",
+        "register",
+    ]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("cannot be linearized"), "{out}");
     let (code, out, _) = harness(&[
-        "check", &f("register-valid.edn"), "--model", "register", "--check-timeout", "0s",
+        "check",
+        &f("register-valid.edn"),
+        "--model",
+        "register",
+        "--check-timeout",
+        "0s",
     ]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("UNKNOWN") && out.contains("time budget"), "{out}");
+    assert!(
+        out.contains("UNKNOWN") && out.contains("time budget"),
+        "{out}"
+    );
     let (code, _, err) = harness(&["check", &f("malformed.edn"), "--model", "register"]);
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("line 3, column 41"), "{err}");
@@ -256,7 +350,13 @@ fn the_command_line_exit_codes_and_json() {
     let plain = tmp.path().join("history.txt");
     std::fs::copy(dir().join("mutex-invalid.edn"), &plain).unwrap();
     let (code, out, err) = harness(&[
-        "check", "--format", "edn", plain.to_str().unwrap(), "--model", "mutex", "--json",
+        "check",
+        "--format",
+        "edn",
+        plain.to_str().unwrap(),
+        "--model",
+        "mutex",
+        "--json",
     ]);
     assert_eq!(code, 1, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON");
@@ -278,7 +378,14 @@ fn synth_model(m: ModelName) -> SynthModel {
     }
 }
 
-fn config(m: ModelName, seed: u64, procs: usize, ops: usize, keys: usize, info: f64) -> SynthConfig {
+fn config(
+    m: ModelName,
+    seed: u64,
+    procs: usize,
+    ops: usize,
+    keys: usize,
+    info: f64,
+) -> SynthConfig {
     SynthConfig {
         info_rate: info,
         values: Some(5),
@@ -287,7 +394,11 @@ fn config(m: ModelName, seed: u64, procs: usize, ops: usize, keys: usize, info: 
     }
 }
 
-fn round_trip(m: ModelName, cfg: &SynthConfig, corrupt_pick: Option<usize>) -> Result<(), TestCaseError> {
+fn round_trip(
+    m: ModelName,
+    cfg: &SynthConfig,
+    corrupt_pick: Option<usize>,
+) -> Result<(), TestCaseError> {
     let mut events = simulate(cfg);
     let corrupted = match corrupt_pick {
         Some(pick) => match corrupt(&mut events, pick) {
@@ -308,8 +419,16 @@ fn round_trip(m: ModelName, cfg: &SynthConfig, corrupt_pick: Option<usize>) -> R
             if m != Mutex {
                 // The corrupted read is the op that cannot be linearized, or
                 // its completion index is named among the ops shown.
-                let named = r.counterexample.iter().any(|o| o.completion_index == Some(i as i64));
-                prop_assert!(named || r.counterexample.len() == 6, "{:?}\n{}", r.counterexample, text);
+                let named = r
+                    .counterexample
+                    .iter()
+                    .any(|o| o.completion_index == Some(i as i64));
+                prop_assert!(
+                    named || r.counterexample.len() == 6,
+                    "{:?}\n{}",
+                    r.counterexample,
+                    text
+                );
             }
         }
     }
@@ -317,7 +436,12 @@ fn round_trip(m: ModelName, cfg: &SynthConfig, corrupt_pick: Option<usize>) -> R
 }
 
 fn models() -> impl Strategy<Value = ModelName> {
-    prop_oneof![Just(Register), Just(CasRegister), Just(MultiRegister), Just(Mutex)]
+    prop_oneof![
+        Just(Register),
+        Just(CasRegister),
+        Just(MultiRegister),
+        Just(Mutex)
+    ]
 }
 
 proptest! {

@@ -114,10 +114,19 @@ fn offline_budgets_give_unknown_not_a_crash() {
     let dir = run_dir(&f);
     let (code, got) = cli(dir.path(), &["--check-timeout", "0s"]);
     let lin = &got.checks["linearizable"];
-    assert_eq!(lin.valid, harness::checker::Validity::Unknown, "{}", lin.summary);
+    assert_eq!(
+        lin.valid,
+        harness::checker::Validity::Unknown,
+        "{}",
+        lin.summary
+    );
     assert!(lin.summary.contains("time budget"), "{}", lin.summary);
     assert_eq!(code, 2);
     let (_, got) = cli(dir.path(), &["--check-memory", "64B"]);
     let lin = &got.checks["linearizable"];
-    assert!(lin.summary.contains("memory budget of 64 B"), "{}", lin.summary);
+    assert!(
+        lin.summary.contains("memory budget of 64 B"),
+        "{}",
+        lin.summary
+    );
 }

@@ -17,6 +17,10 @@ use harness::journal::{self, Journal, Undo};
 use harness::net::grudge;
 
 const DEADLINE: Duration = Duration::from_secs(60);
+
+/// One cluster at a time: several JVM ensembles at once on 2 cores make
+/// timing-sensitive steps flaky.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const CHILD_ENV: &str = "RSH_E2E_CHILD_RUN_DIR";
 
 fn is_root() -> bool {
@@ -154,6 +158,7 @@ async fn three_nodes_zookeeper_partition_heal_teardown() {
     if !is_root() {
         return;
     }
+    let _serial = SERIAL.lock().await;
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
@@ -163,7 +168,7 @@ async fn three_nodes_zookeeper_partition_heal_teardown() {
     let cluster = Cluster::setup(small_config(&id, &run_dir, 3), journal.clone())
         .await
         .expect("setup");
-    let x = cluster.subnet().x;
+    let x = cluster.subnet().expect("a local cluster").x;
     let nodes = cluster.nodes();
     assert_eq!(nodes, ["n1", "n2", "n3"]);
 
@@ -275,6 +280,7 @@ async fn harness_killed_mid_setup_is_cleaned_by_clean_stale() {
     if !is_root() {
         return;
     }
+    let _serial = SERIAL.lock().await;
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
@@ -372,6 +378,7 @@ async fn five_nodes_kill_zookeeper_leader_and_timing() {
     if !is_root() {
         return;
     }
+    let _serial = SERIAL.lock().await;
     init_tracing();
     let with_rapidstore = harness::db::rapidstore::locate_binary().is_ok()
         && std::env::var("RSH_E2E_RAPIDSTORE").as_deref() != Ok("0");
@@ -387,7 +394,7 @@ async fn five_nodes_kill_zookeeper_leader_and_timing() {
     let started = Instant::now();
     let cluster = Cluster::setup(cfg, journal.clone()).await.expect("setup");
     let setup_time = started.elapsed();
-    let x = cluster.subnet().x;
+    let x = cluster.subnet().expect("a local cluster").x;
     assert_eq!(cluster.zk_nodes(), ["n1", "n2", "n3"]);
 
     // Every node reaches every other; nodes without ZooKeeper too.
@@ -444,6 +451,7 @@ fn root_namespace_chain_undo_removes_hooks_and_chain() {
     if !is_root() {
         return;
     }
+    let _serial = SERIAL.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
     let id = run_id("rootchain");
     let journal = Journal::create(&dir.path().join("run"), &id).unwrap();
@@ -486,6 +494,7 @@ async fn failed_setup_rolls_back_what_it_built() {
     if !is_root() {
         return;
     }
+    let _serial = SERIAL.lock().await;
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");

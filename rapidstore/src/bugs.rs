@@ -7,8 +7,11 @@ use std::collections::BTreeSet;
 /// A deliberately planted bug (`--bug NAME`). Off unless named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum)]
 pub enum Bug {
-    /// Replicas accept writes carrying any token, even one below the highest
-    /// they have seen: a deposed (paused, partitioned) leader's writes land.
+    /// No fencing at all: replicas accept writes carrying any token, even one
+    /// below the highest they have seen, and a leader that lost its
+    /// ZooKeeper session keeps serving under its old token until ZooKeeper
+    /// shows it another leader. A deposed (paused, partitioned) leader's
+    /// writes land.
     NoFencing,
     /// The leader answers reads from local state without confirming with a
     /// majority, and keeps answering them after losing ZooKeeper.
@@ -16,7 +19,8 @@ pub enum Bug {
     /// A new leader serves without first fetching the newest entries from a
     /// majority: acknowledged writes it never saw are overwritten.
     NoLeaderSync,
-    /// The leader acknowledges a write once it is on its own disk, before a
+    /// The leader acknowledges a write once it is on its own disk and
+    /// replicates it in the background (on its next heartbeat), before a
     /// majority has it: a leader crash loses acknowledged writes.
     AckBeforeReplicate,
     /// Reads are served without a majority check while a wall-clock lease

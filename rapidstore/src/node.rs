@@ -183,6 +183,9 @@ impl Node {
     pub async fn on_disconnect(&self) {
         let mut st = self.state.lock().await;
         st.zk = "disconnected".into();
+        if self.trusts_zookeeper_alone(&st) {
+            return;
+        }
         let leader = st.leader.clone();
         self.set_role(&mut st, Role::Disconnected, leader);
     }
@@ -190,8 +193,18 @@ impl Node {
     /// Our election node is gone or not yet made: no position.
     pub async fn on_rejoin(&self, seq: Option<u64>) {
         let mut st = self.state.lock().await;
+        if self.trusts_zookeeper_alone(&st) {
+            return;
+        }
         st.seq = seq;
         self.set_role(&mut st, Role::Candidate, None);
+    }
+
+    /// The `no-fencing` bug: a serving leader keeps serving under its old
+    /// token until ZooKeeper shows it another leader, rather than stepping
+    /// down the moment it loses its session.
+    fn trusts_zookeeper_alone(&self, st: &State) -> bool {
+        self.bug(Bug::NoFencing) && st.serving
     }
 
     /// ZooKeeper says someone else leads; we follow `leader` (if known).
@@ -387,7 +400,11 @@ impl Node {
     /// Wake replicators after a local append, and commit at once when we are
     /// a majority on our own.
     async fn after_append(&self, index: u64) {
-        self.appended_tx.send_replace(index);
+        // With ack-before-replicate, replication is background work that the
+        // next heartbeat carries, as in asynchronously replicated stores.
+        if !self.bug(Bug::AckBeforeReplicate) {
+            self.appended_tx.send_replace(index);
+        }
         let mut st = self.state.lock().await;
         self.advance_commit(&mut st);
     }
@@ -753,6 +770,9 @@ impl Node {
     fn notice_token(&self, st: &mut State, token: u64, leader: Option<&String>) {
         if st.believed_token.is_some_and(|t| t < token) {
             st.believed_token = None;
+        }
+        if self.trusts_zookeeper_alone(st) {
+            return;
         }
         if matches!(st.role, Role::Leader | Role::Candidate) && st.seq.is_some_and(|s| s < token) {
             self.events.record(NodeEventKind::StepDown {

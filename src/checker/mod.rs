@@ -17,6 +17,7 @@ mod liveness;
 mod lost_writes;
 pub mod models;
 mod ops;
+mod quorum;
 pub mod resources;
 pub mod search;
 mod stats;
@@ -32,6 +33,7 @@ pub use linearizable::Linearizable;
 pub use liveness::Liveness;
 pub use lost_writes::NoLostWrites;
 pub use ops::{pair_ops, Op, Ops};
+pub use quorum::NoWritesWithoutQuorum;
 pub use stats::{measure_stats, OpStats, Percentiles, Stats};
 pub use validity::Validity;
 
@@ -142,6 +144,7 @@ pub fn checkers(opts: &CheckOptions) -> Vec<Box<dyn Checker>> {
         Box::new(NoLostWrites),
         Box::new(Linearizable::from_options(opts)),
         Box::new(Liveness),
+        Box::new(NoWritesWithoutQuorum),
     ]
 }
 

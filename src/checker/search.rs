@@ -519,7 +519,12 @@ pub fn search<M: Model>(model: &M, ops: &[HistoryOp<M::Op>], budget: &Budget) ->
     let mut list = build_lists(ops, &keep);
     // Zobrist keys: a random 96-bit value per op; a set's fingerprint is the
     // XOR of its members' keys, updated in O(1).
-    let zobrist = |i: usize| (splitmix64(2 * i as u64), splitmix64(2 * i as u64 + 1) as u32);
+    let zobrist = |i: usize| {
+        (
+            splitmix64(2 * i as u64),
+            splitmix64(2 * i as u64 + 1) as u32,
+        )
+    };
     // For each unknown-outcome op, the previous one (by invocation) equal to it.
     let mut twin_prev = vec![usize::MAX; ops.len()];
     {
@@ -586,7 +591,9 @@ pub fn search<M: Model>(model: &M, ops: &[HistoryOp<M::Op>], budget: &Budget) ->
                 let limit = if first_ret == NONE {
                     f64::INFINITY
                 } else {
-                    ops[list[first_ret].op as usize].ret.unwrap_or(f64::INFINITY)
+                    ops[list[first_ret].op as usize]
+                        .ret
+                        .unwrap_or(f64::INFINITY)
                 };
                 if cur != NONE && ops[list[cur].op as usize].call <= limit {
                     Some(cur)

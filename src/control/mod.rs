@@ -2,23 +2,29 @@
 //!
 //! [`Remote`] is the seam (Jepsen's `control/core.clj` protocol): run a
 //! command and wait for it, start a detached process, signal it by PID, ask
-//! whether it lives. [`netns::NetnsRemote`] implements it for nodes that are
-//! network namespaces on this machine; an SSH implementation will join it as
-//! another [`Control`] variant.
+//! whether it lives, write a file. [`netns::NetnsRemote`] implements it for
+//! nodes that are network namespaces on this machine, [`ssh::SshRemote`]
+//! for hosts reached over SSH; [`Control`] is either. Both run the same
+//! shell snippets ([`posix`]), so db, nemesis and log code is shared.
+//! [`clock`] builds the commands that move a node's clock.
 
+pub mod clock;
 pub mod netns;
+pub mod posix;
+pub mod ssh;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use crate::journal::UndoId;
+use crate::journal::{Undo, UndoId};
 
 pub use netns::NetnsRemote;
+pub use ssh::SshRemote;
 
 /// The result of a command run to completion on a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +95,33 @@ pub trait Remote: Send + Sync {
         self.exec_with_stdin(node, argv, Vec::new())
     }
 
+    /// Writes `contents` to `path` on `node` (creating its folder), with
+    /// `mode` (e.g. `755`) if given. Through a command on the node, never
+    /// this machine's filesystem.
+    fn write_file(
+        &self,
+        node: &str,
+        path: &Path,
+        contents: Vec<u8>,
+        mode: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let argv = posix::write_argv(path, mode);
+        let what = format!("writing {} on {node}", path.display());
+        async move {
+            self.exec_with_stdin(node, &argv, contents)
+                .await?
+                .check(&what)
+                .map(drop)
+        }
+    }
+
+    /// Creates `dir` (and its parents) on `node`.
+    fn mkdir(&self, node: &str, dir: &Path) -> impl Future<Output = Result<()>> + Send {
+        let argv = argv(&["mkdir", "-p", &dir.display().to_string()]);
+        let what = format!("mkdir {} on {node}", dir.display());
+        async move { self.exec(node, &argv).await?.check(&what).map(drop) }
+    }
+
     /// Starts a detached process on `node`. It is journaled (to be killed at
     /// teardown) before it can run, is not in the harness's process group
     /// (a Ctrl-C to the terminal does not reach it) and is reaped when it exits.
@@ -124,36 +157,84 @@ pub trait Remote: Send + Sync {
 pub enum Control {
     /// Nodes are network namespaces on this machine.
     Local(std::sync::Arc<NetnsRemote>),
+    /// Nodes are hosts reached over SSH.
+    Ssh(std::sync::Arc<SshRemote>),
+}
+
+impl Control {
+    /// The run's folder on `node`; `None` when nodes share this machine's
+    /// filesystem (local namespaces), where node files go in the run folder.
+    pub fn node_dir(&self, node: &str) -> Option<PathBuf> {
+        match self {
+            Control::Local(_) => None,
+            Control::Ssh(r) => r.run_dir(node).ok().map(Path::to_path_buf),
+        }
+    }
+
+    /// Whether nodes are remote hosts.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Control::Ssh(_))
+    }
+
+    /// The journal step that removes the run's iptables `chain` (and its
+    /// `hook_rules`) from `node`.
+    pub fn delete_chain_undo(
+        &self,
+        node: &str,
+        table: &str,
+        chain: &str,
+        hook_rules: Vec<Vec<String>>,
+    ) -> Result<Undo> {
+        Ok(match self {
+            Control::Local(r) => Undo::DeleteChain {
+                netns: Some(r.namespace(node)?.to_string()),
+                table: table.into(),
+                chain: chain.into(),
+                hook_rules,
+            },
+            Control::Ssh(r) => Undo::RemoteDeleteChain {
+                host: r.target(node)?.clone(),
+                table: table.into(),
+                chain: chain.into(),
+                hook_rules,
+            },
+        })
+    }
 }
 
 impl Remote for Control {
     async fn exec_with_stdin(&self, node: &str, argv: &[String], stdin: Vec<u8>) -> Result<Output> {
         match self {
             Control::Local(r) => r.exec_with_stdin(node, argv, stdin).await,
+            Control::Ssh(r) => r.exec_with_stdin(node, argv, stdin).await,
         }
     }
 
     async fn spawn(&self, node: &str, spec: &SpawnSpec) -> Result<ProcessHandle> {
         match self {
             Control::Local(r) => r.spawn(node, spec).await,
+            Control::Ssh(r) => r.spawn(node, spec).await,
         }
     }
 
     async fn signal(&self, handle: &ProcessHandle, sig: Signal) -> Result<bool> {
         match self {
             Control::Local(r) => r.signal(handle, sig).await,
+            Control::Ssh(r) => r.signal(handle, sig).await,
         }
     }
 
     async fn is_alive(&self, handle: &ProcessHandle) -> bool {
         match self {
             Control::Local(r) => r.is_alive(handle).await,
+            Control::Ssh(r) => r.is_alive(handle).await,
         }
     }
 
     async fn wait_exit(&self, handle: &ProcessHandle, timeout: Duration) -> bool {
         match self {
             Control::Local(r) => r.wait_exit(handle, timeout).await,
+            Control::Ssh(r) => r.wait_exit(handle, timeout).await,
         }
     }
 }

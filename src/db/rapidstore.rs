@@ -71,6 +71,11 @@ pub fn locate_binary() -> Result<PathBuf> {
     )
 }
 
+/// Where the run uploads the `rapidstore` binary in its folder on a host.
+pub fn remote_binary(node_run_dir: &Path) -> PathBuf {
+    node_run_dir.join("bin").join("rapidstore")
+}
+
 /// `4s` or `2500ms`, as the `rapidstore` CLI takes it.
 pub fn duration_arg(ms: u64) -> String {
     if ms.is_multiple_of(1000) {
@@ -148,12 +153,32 @@ impl RapidStore {
         Ok(SocketAddr::from((self.ip(node)?, HTTP_PORT)))
     }
 
+    /// The run's folder as `node` sees it: the run folder itself locally,
+    /// `base_dir/<run-id>` on a remote host.
+    fn node_root(&self, node: &str) -> PathBuf {
+        self.control
+            .node_dir(node)
+            .unwrap_or_else(|| self.run_dir.clone())
+    }
+
     pub fn data_dir(&self, node: &str) -> PathBuf {
-        self.run_dir.join("data").join(node)
+        self.node_root(node).join("data").join(node)
     }
 
     pub fn log_file(&self, node: &str) -> PathBuf {
-        self.run_dir.join("logs").join(node).join("rapidstore.log")
+        self.node_root(node)
+            .join("logs")
+            .join(node)
+            .join("rapidstore.log")
+    }
+
+    /// The `rapidstore` binary as `node` runs it: ours locally, the
+    /// uploaded copy ([`remote_binary`]) on a remote host.
+    pub fn binary(&self, node: &str) -> PathBuf {
+        match self.control.node_dir(node) {
+            Some(dir) => remote_binary(&dir),
+            None => self.opts.bin.clone(),
+        }
     }
 
     /// Sets the extra environment of `node`'s server (e.g. libfaketime's
@@ -173,7 +198,7 @@ impl RapidStore {
             .map(|(_, ip)| SocketAddr::from((*ip, HTTP_PORT)).to_string())
             .collect();
         let mut argv = vec![
-            self.opts.bin.display().to_string(),
+            self.binary(node).display().to_string(),
             "--id".into(),
             node.to_string(),
             "--listen".into(),
@@ -199,7 +224,7 @@ impl RapidStore {
         if self.procs.is_alive(node).await {
             bail!("RapidStore on {node} is already running");
         }
-        tokio::fs::create_dir_all(self.data_dir(node)).await?;
+        self.control.mkdir(node, &self.data_dir(node)).await?;
         let env = self
             .env
             .lock()

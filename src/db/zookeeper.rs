@@ -236,8 +236,16 @@ impl ZooKeeper {
             .join(",")
     }
 
+    /// The run's folder as `node` sees it: the run folder itself locally,
+    /// `base_dir/<run-id>` on a remote host.
+    fn node_root(&self, node: &str) -> PathBuf {
+        self.control
+            .node_dir(node)
+            .unwrap_or_else(|| self.run_dir.clone())
+    }
+
     pub fn config_dir(&self, node: &str) -> PathBuf {
-        self.run_dir.join("zk").join(node)
+        self.node_root(node).join("zk").join(node)
     }
 
     pub fn data_dir(&self, node: &str) -> PathBuf {
@@ -245,27 +253,41 @@ impl ZooKeeper {
     }
 
     pub fn log_file(&self, node: &str) -> PathBuf {
-        self.run_dir.join("logs").join(node).join("zookeeper.log")
+        self.node_root(node)
+            .join("logs")
+            .join(node)
+            .join("zookeeper.log")
     }
 
-    /// Writes every server's config and `myid` (data is kept if present).
+    /// Writes every server's config and `myid` on its node (data is kept if
+    /// present), through the control: the node's filesystem, not ours.
     pub async fn install(&self) -> Result<()> {
         for s in &self.servers {
             let conf = self.config_dir(&s.node);
             let data = self.data_dir(&s.node);
-            tokio::fs::create_dir_all(&data).await?;
+            let c = &self.control;
             if let Some(logs) = self.log_file(&s.node).parent() {
-                tokio::fs::create_dir_all(logs).await?;
+                c.mkdir(&s.node, logs).await?;
             }
-            tokio::fs::write(data.join("myid"), format!("{}\n", s.id)).await?;
-            tokio::fs::write(
-                conf.join("zoo.cfg"),
-                zoo_cfg(&self.servers, s, &data, &self.tuning),
+            c.write_file(
+                &s.node,
+                &data.join("myid"),
+                format!("{}\n", s.id).into_bytes(),
+                None,
             )
             .await?;
-            tokio::fs::write(
-                conf.join("log4j.properties"),
-                log4j_properties(&self.log_file(&s.node)),
+            c.write_file(
+                &s.node,
+                &conf.join("zoo.cfg"),
+                zoo_cfg(&self.servers, s, &data, &self.tuning).into_bytes(),
+                None,
+            )
+            .await?;
+            c.write_file(
+                &s.node,
+                &conf.join("log4j.properties"),
+                log4j_properties(&self.log_file(&s.node)).into_bytes(),
+                None,
             )
             .await?;
         }

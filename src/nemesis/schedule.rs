@@ -26,6 +26,9 @@ pub struct Schedule {
     /// `cycle` through the faults in order, or pick at `random` (seeded).
     #[serde(default)]
     pub order: Order,
+    /// At most this many faults in a run (default: as many as fit).
+    #[serde(default)]
+    pub count: Option<usize>,
     /// The faults. Empty: no faults at all (a baseline run).
     #[serde(default, rename = "fault")]
     pub faults: Vec<FaultSpec>,
@@ -47,13 +50,17 @@ pub enum Order {
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
-    /// SIGKILL the target's RapidStore process; heal restarts it.
+    /// SIGKILL the target's process (RapidStore, or ZooKeeper for `zk-*`
+    /// targets); heal starts it again on the same data.
     Kill,
-    /// SIGSTOP the target's RapidStore process; heal sends SIGCONT.
+    /// SIGSTOP the target's process; heal sends SIGCONT.
     Pause,
-    /// Drop traffic between the target and other nodes (iptables); heal
-    /// removes the run's rules.
+    /// Drop traffic between nodes with iptables, in the `shape` asked for;
+    /// heal removes the run's rules.
     Partition,
+    /// Move the target's RapidStore wall clock by `offset` (libfaketime),
+    /// or flip it between `offset` and zero every `strobe`; heal resets it.
+    Clock,
 }
 
 /// Whom a fault hits, resolved at the moment of the fault.
@@ -64,6 +71,44 @@ pub enum Target {
     Leader,
     /// One node chosen at random (seeded).
     Random,
+    /// Every node.
+    All,
+    /// The ZooKeeper leader (for kill/pause: its ZooKeeper process).
+    ZkLeader,
+    /// A random ZooKeeper server (for kill/pause: its ZooKeeper process).
+    ZkRandom,
+    /// The leader's successor: the follower next in the election order,
+    /// which leads if the leader goes.
+    Successor,
+}
+
+impl Target {
+    /// Does this target name ZooKeeper servers rather than RapidStore nodes?
+    pub fn is_zookeeper(self) -> bool {
+        matches!(self, Target::ZkLeader | Target::ZkRandom)
+    }
+}
+
+/// How a partition cuts the network.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    /// The target node alone against all others (ZooKeeper included).
+    #[default]
+    Isolate,
+    /// Random majority and minority halves.
+    Halves,
+    /// Two halves joined by one node that sees both.
+    Bridge,
+    /// Each node sees a majority, no two the same majority.
+    Ring,
+    /// A minority of ZooKeeper servers cut off from every other node.
+    ZkMinority,
+    /// A majority of ZooKeeper servers cut off: ZooKeeper loses quorum.
+    ZkMajority,
+    /// RapidStore nodes cut from each other; every node still reaches every
+    /// ZooKeeper server.
+    Stores,
 }
 
 /// One fault of a schedule.
@@ -71,10 +116,91 @@ pub enum Target {
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     pub kind: FaultKind,
+    /// Whom it hits (partitions: the node an `isolate` cuts off).
+    #[serde(default = "default_target")]
     pub target: Target,
+    /// Partitions only.
+    #[serde(default)]
+    pub shape: Shape,
+    /// Clock only: how far to move the clock, e.g. "-30s" or "10s".
+    #[serde(default, with = "signed_opt")]
+    pub offset: Option<i64>,
+    /// Clock only: flip between `offset` and zero this often, e.g. "200ms".
+    #[serde(default, with = "humanish_opt")]
+    pub strobe: Option<Duration>,
     /// Overrides the schedule's duration for this fault.
     #[serde(default, with = "humanish_opt")]
     pub duration: Option<Duration>,
+    /// Overrides the schedule's interval (the quiet time before this fault).
+    #[serde(default, with = "humanish_opt")]
+    pub after: Option<Duration>,
+    /// Faults injected together with this one (and healed with it, in
+    /// reverse order); `leader` means the same node throughout the group.
+    #[serde(default)]
+    pub and: Vec<FaultSpec>,
+}
+
+fn default_target() -> Target {
+    Target::Leader
+}
+
+impl FaultSpec {
+    /// A short name for tables and the history, e.g. `partition halves`.
+    pub fn label(&self) -> String {
+        let t = serde_json::to_value(self.target).ok();
+        let t = t.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+        let own = match self.kind {
+            FaultKind::Partition => {
+                let sh = serde_json::to_value(self.shape).ok();
+                let sh = sh
+                    .as_ref()
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("?")
+                    .to_string();
+                if self.shape == Shape::Isolate {
+                    format!("partition isolate {t}")
+                } else {
+                    format!("partition {sh}")
+                }
+            }
+            FaultKind::Kill => format!("kill {t}"),
+            FaultKind::Pause => format!("pause {t}"),
+            FaultKind::Clock if self.strobe.is_some() => format!("clock strobe {t}"),
+            FaultKind::Clock => format!("clock bump {t}"),
+        };
+        own + &self
+            .and
+            .iter()
+            .map(|f| format!(" + {}", f.label()))
+            .collect::<String>()
+    }
+
+    /// This fault and those injected with it.
+    pub fn group(&self) -> impl Iterator<Item = &FaultSpec> {
+        std::iter::once(self).chain(self.and.iter().flat_map(|f| f.group().collect::<Vec<_>>()))
+    }
+
+    /// What is wrong with this fault (or one injected with it), if anything.
+    fn problem(&self) -> Option<String> {
+        if let Some(p) = self.and.iter().find_map(|f| f.problem()) {
+            return Some(p);
+        }
+        match self.kind {
+            FaultKind::Clock if self.offset.is_none() => {
+                Some("a clock fault needs an offset, e.g. offset = \"-30s\"".into())
+            }
+            FaultKind::Clock if self.target.is_zookeeper() => {
+                Some("clock faults move RapidStore clocks; use target leader, random or all".into())
+            }
+            k if k != FaultKind::Clock && (self.offset.is_some() || self.strobe.is_some()) => {
+                Some("offset and strobe only apply to kind = \"clock\"".into())
+            }
+            k if k != FaultKind::Partition && self.shape != Shape::Isolate => {
+                Some("shape only applies to kind = \"partition\"".into())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A fault placed on the run's timeline (offsets from the run's start).
@@ -86,6 +212,14 @@ pub struct PlannedFault {
 }
 
 impl Schedule {
+    /// Does any fault of the schedule (or of its groups) have this kind?
+    pub fn uses(&self, kind: FaultKind) -> bool {
+        self.faults
+            .iter()
+            .flat_map(|f| f.group())
+            .any(|f| f.kind == kind)
+    }
+
     /// Load `nemesis/NAME.toml` from `dir`.
     pub fn load(dir: &Path, name: &str) -> Result<Schedule, DefinitionError> {
         let (mut s, path): (Schedule, _) = load_toml(dir, "nemesis", name)?;
@@ -94,6 +228,17 @@ impl Schedule {
             return Err(DefinitionError::Invalid {
                 path: path.display().to_string(),
                 message: format!("version {} is not supported; use version = 1", s.version),
+            });
+        }
+        if let Some((i, p)) = s
+            .faults
+            .iter()
+            .enumerate()
+            .find_map(|(i, f)| f.problem().map(|p| (i, p)))
+        {
+            return Err(DefinitionError::Invalid {
+                path: path.display().to_string(),
+                message: format!("fault {} ([[fault]] number {}): {p}", i + 1, i + 1),
             });
         }
         if s.duration.is_zero() && !s.faults.is_empty() {
@@ -119,9 +264,9 @@ impl Schedule {
                 Order::Cycle => self.faults[i % self.faults.len()].clone(),
                 Order::Random => self.faults[rng.random_range(0..self.faults.len())].clone(),
             };
-            let at = t + self.interval;
+            let at = t + spec.after.unwrap_or(self.interval);
             let heal_at = at + spec.duration.unwrap_or(self.duration);
-            if heal_at > time_limit {
+            if heal_at > time_limit || self.count.is_some_and(|c| out.len() >= c) {
                 break;
             }
             out.push(PlannedFault { at, heal_at, spec });
@@ -162,6 +307,28 @@ mod humanish {
     }
 }
 
+/// Signed durations in milliseconds: "-30s", "+5s", "250ms".
+pub fn parse_signed_ms(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let (neg, rest) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let d = parse_duration(rest)?;
+    let ms = d.as_millis() as i64;
+    Ok(if neg { -ms } else { ms })
+}
+
+mod signed_opt {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_signed_ms(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 mod humanish_opt {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
@@ -184,6 +351,7 @@ mod tests {
             interval: Duration::from_secs(2),
             duration: Duration::from_secs(3),
             order,
+            count: None,
             faults,
             name: "t".into(),
         }
@@ -193,7 +361,12 @@ mod tests {
         FaultSpec {
             kind: FaultKind::Kill,
             target: Target::Leader,
+            shape: Shape::Isolate,
+            offset: None,
+            strobe: None,
             duration: None,
+            after: None,
+            and: Vec::new(),
         }
     }
 
@@ -256,6 +429,31 @@ mod tests {
             err.contains("line 6") && err.contains("explode") && err.contains("kill"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn groups_parse_and_validate_their_members() {
+        let d = tempfile::tempdir().unwrap();
+        let head = "version = 1\ndescription = \"d\"\ninterval = \"2s\"\nduration = \"3s\"\n";
+        std::fs::write(
+            d.path().join("g.toml"),
+            format!("{head}[[fault]]\nkind = \"clock\"\noffset = \"-30s\"\n[[fault.and]]\nkind = \"partition\"\n"),
+        )
+        .unwrap();
+        let s = Schedule::load(d.path(), "g").unwrap();
+        assert_eq!(s.faults[0].group().count(), 2);
+        assert!(s.uses(FaultKind::Partition) && s.uses(FaultKind::Clock));
+        assert_eq!(
+            s.faults[0].label(),
+            "clock bump leader + partition isolate leader"
+        );
+        std::fs::write(
+            d.path().join("b.toml"),
+            format!("{head}[[fault]]\nkind = \"kill\"\n[[fault.and]]\nkind = \"clock\"\n"),
+        )
+        .unwrap();
+        let err = Schedule::load(d.path(), "b").unwrap_err().to_string();
+        assert!(err.contains("needs an offset"), "{err}");
     }
 
     #[test]

@@ -106,10 +106,21 @@ pub async fn allow_bridge_in_root(journal: &Journal, subnet: &Subnet) -> Result<
 
 /// `iptables-restore --noflush` input that replaces the contents of `chain`
 /// with DROP rules for `drops` (declaring the chain flushes it, atomically).
-pub fn restore_script(chain: &str, drops: &[Ipv4Addr]) -> String {
+/// With `ports`, only TCP traffic to or from those ports is dropped.
+pub fn restore_script(chain: &str, drops: &[Ipv4Addr], ports: &[u16]) -> String {
     let mut s = format!("*{TABLE}\n:{chain} - [0:0]\n");
     for ip in drops {
-        s.push_str(&format!("-A {chain} -s {ip}/32 -j DROP\n"));
+        if ports.is_empty() {
+            s.push_str(&format!("-A {chain} -s {ip}/32 -j DROP\n"));
+        }
+        for p in ports {
+            s.push_str(&format!(
+                "-A {chain} -s {ip}/32 -p tcp --dport {p} -j DROP\n"
+            ));
+            s.push_str(&format!(
+                "-A {chain} -s {ip}/32 -p tcp --sport {p} -j DROP\n"
+            ));
+        }
     }
     s.push_str("COMMIT\n");
     s
@@ -125,37 +136,88 @@ pub fn drop_rules(listing: &str, chain: &str) -> Vec<String> {
         .collect()
 }
 
-/// The run's partition control over all node namespaces.
+/// One node the firewall acts on: its id and the address peers see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FwNode {
+    pub id: String,
+    pub ip: Ipv4Addr,
+}
+
+/// The run's own chain on a remote host: `RSH-` and 8 hex digits of the run
+/// id (FNV-1a), distinct from local runs' `RSH-<octet>` and under
+/// iptables' 28-character limit.
+pub fn remote_chain_name(run_id: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in run_id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("RSH-{h:08x}")
+}
+
+/// The run's partition control over all nodes (namespaces or hosts): every
+/// command goes through the [`Control`], so both modes share it.
 #[derive(Debug, Clone)]
 pub struct Firewall {
     control: Control,
     chain: String,
-    nodes: Vec<NetNode>,
+    nodes: Vec<FwNode>,
 }
 
 impl Firewall {
-    pub fn new(control: Control, network: &Network) -> Firewall {
+    pub fn new(control: Control, chain: String, nodes: Vec<FwNode>) -> Firewall {
         Firewall {
             control,
-            chain: network.subnet().chain_name(),
-            nodes: network.nodes().to_vec(),
+            chain,
+            nodes,
         }
+    }
+
+    /// The firewall of a local network: its chain in every namespace.
+    pub fn local(control: Control, network: &Network) -> Firewall {
+        Firewall::new(
+            control,
+            network.subnet().chain_name(),
+            network
+                .nodes()
+                .iter()
+                .map(|n: &NetNode| FwNode {
+                    id: n.id.clone(),
+                    ip: n.ip,
+                })
+                .collect(),
+        )
     }
 
     pub fn chain(&self) -> &str {
         &self.chain
     }
 
-    /// Creates the run's chain in every node namespace, jumped to from INPUT.
+    /// Creates the run's chain on every node, jumped to from INPUT. Refuses
+    /// a chain that already exists: it is not the run's own.
     pub async fn install(&self, journal: &Journal) -> Result<()> {
         for node in &self.nodes {
+            let exists = self
+                .control
+                .exec(
+                    &node.id,
+                    &argv(&["iptables", "-w", "-t", TABLE, "-S", &self.chain]),
+                )
+                .await?;
+            if exists.success() {
+                bail!(
+                    "iptables chain {} already exists on {}: not created by this run\nhint: run `harness clean`",
+                    self.chain,
+                    node.id
+                );
+            }
             let hook = argv(&["INPUT", "-j", &self.chain]);
-            journal.push(Undo::DeleteChain {
-                netns: Some(node.netns.clone()),
-                table: TABLE.into(),
-                chain: self.chain.clone(),
-                hook_rules: vec![hook.clone()],
-            })?;
+            journal.push(self.control.delete_chain_undo(
+                &node.id,
+                TABLE,
+                &self.chain,
+                vec![hook.clone()],
+            )?)?;
             self.iptables(&node.id, &["-N", &self.chain]).await?;
             let mut insert = vec!["-I", "INPUT", "1"];
             insert.extend(hook[1..].iter().map(String::as_str));
@@ -176,6 +238,12 @@ impl Firewall {
     /// Makes the network exactly `grudge`: each node drops traffic from the
     /// nodes its grudge names, and from no others. All nodes at once.
     pub async fn partition(&self, grudge: &Grudge) -> Result<()> {
+        self.partition_ports(grudge, &[]).await
+    }
+
+    /// Like [`Firewall::partition`], but only TCP traffic to or from `ports`
+    /// (e.g. RapidStore's, leaving ZooKeeper reachable); all traffic if empty.
+    pub async fn partition_ports(&self, grudge: &Grudge, ports: &[u16]) -> Result<()> {
         let known: BTreeSet<&str> = self.nodes.iter().map(|n| n.id.as_str()).collect();
         for (node, dropped) in grudge {
             if let Some(bad) = std::iter::once(node)
@@ -194,7 +262,7 @@ impl Firewall {
                 .flatten()
                 .filter_map(|peer| self.nodes.iter().find(|n| &n.id == peer).map(|n| n.ip))
                 .collect();
-            let script = restore_script(&self.chain, &drops);
+            let script = restore_script(&self.chain, &drops, ports);
             let control = self.control.clone();
             let id = node.id.clone();
             tasks.spawn(async move {
@@ -293,15 +361,32 @@ mod tests {
 
     #[test]
     fn restore_script_replaces_the_chain() {
-        let script = restore_script("RSH-4", &[Ipv4Addr::new(10, 213, 4, 2)]);
+        let script = restore_script("RSH-4", &[Ipv4Addr::new(10, 213, 4, 2)], &[]);
         assert_eq!(
             script,
             "*filter\n:RSH-4 - [0:0]\n-A RSH-4 -s 10.213.4.2/32 -j DROP\nCOMMIT\n"
         );
         assert_eq!(
-            restore_script("RSH-4", &[]),
+            restore_script("RSH-4", &[], &[]),
             "*filter\n:RSH-4 - [0:0]\nCOMMIT\n"
         );
+    }
+
+    #[test]
+    fn port_scoped_rules_drop_both_directions_of_one_service() {
+        let script = restore_script("RSH-4", &[Ipv4Addr::new(10, 213, 4, 2)], &[7000]);
+        assert!(script.contains("-A RSH-4 -s 10.213.4.2/32 -p tcp --dport 7000 -j DROP\n"));
+        assert!(script.contains("-A RSH-4 -s 10.213.4.2/32 -p tcp --sport 7000 -j DROP\n"));
+        assert!(!script.contains("-s 10.213.4.2/32 -j DROP"));
+    }
+
+    #[test]
+    fn remote_chain_names_are_short_and_distinct() {
+        let a = remote_chain_name("2024-01-01T00-00-00_partition-leader");
+        let b = remote_chain_name("2024-01-01T00-00-01_partition-leader");
+        assert_ne!(a, b);
+        assert!(a.starts_with("RSH-") && a.len() == 12, "{a}");
+        assert_eq!(a, remote_chain_name("2024-01-01T00-00-00_partition-leader"));
     }
 
     #[test]

@@ -8,4 +8,4 @@ pub mod iptables;
 
 pub use bridge::{NetNode, Network, Subnet};
 pub use grudge::Grudge;
-pub use iptables::Firewall;
+pub use iptables::{Firewall, FwNode};

@@ -291,7 +291,8 @@ impl Explain for MultiRegister {
             .iter()
             .filter_map(|&(reg, value)| {
                 h.problem.ops.iter().position(|o| {
-                    o.op.iter().any(|m| m.write && m.reg == reg && m.value == value)
+                    o.op.iter()
+                        .any(|m| m.write && m.reg == reg && m.value == value)
                 })
             })
             .take(2)

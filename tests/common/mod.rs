@@ -1,0 +1,135 @@
+//! Shared helpers of the end-to-end tests: the real `harness` binary, run
+//! folders, reports, and the check that a run left nothing behind.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn harness() -> Command {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_harness"));
+    let rs = bin.with_file_name("rapidstore");
+    assert!(
+        rs.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (it builds RapidStore too)",
+        rs.display()
+    );
+    let mut c = Command::new(bin);
+    c.env("HARNESS_HOME", env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null());
+    c
+}
+
+pub fn assert_root() {
+    // SAFETY: no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "end-to-end runs need root (namespaces, bridge, iptables)"
+    );
+}
+
+/// `harness run` with small, fast settings plus `extra`.
+pub fn run(out: &Path, extra: &[&str]) -> (Output, PathBuf) {
+    let o = harness()
+        .args([
+            "run",
+            "--nodes",
+            "3",
+            "--zk",
+            "3",
+            "--session-timeout",
+            "2s",
+        ])
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    let dir = std::fs::canonicalize(out.join("latest")).unwrap_or_else(|_| {
+        panic!(
+            "no run folder; stderr:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o, dir)
+}
+
+pub fn report(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("report.json"))
+        .unwrap_or_else(|e| panic!("no report.json in {}: {e}", dir.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn describe(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Nothing of the run is left: namespaces, links, chains, processes, marker.
+pub fn assert_nothing_left(run_dir: &Path) {
+    let run_id = run_dir.file_name().unwrap().to_string_lossy().to_string();
+    let journal = std::fs::read_to_string(run_dir.join("cleanup.journal")).unwrap_or_default();
+    let ns = String::from_utf8(
+        Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    for line in ns.lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        assert!(
+            !journal.contains(&format!("\"{name}\"")),
+            "namespace {name} of run {run_id} is left"
+        );
+    }
+    let links = String::from_utf8(
+        Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    for line in links.lines() {
+        let name = line
+            .split(':')
+            .nth(1)
+            .unwrap_or("")
+            .trim()
+            .split('@')
+            .next()
+            .unwrap_or("");
+        assert!(
+            name.is_empty() || !journal.contains(&format!("\"{name}\"")),
+            "link {name} of run {run_id} is left"
+        );
+    }
+    let run_path = run_dir.to_string_lossy().to_string();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            assert!(
+                !cmd.contains(&run_path) || cmd.contains("run_e2e"),
+                "process of run {run_id} is left: {cmd}"
+            );
+        }
+    }
+    assert!(
+        !Path::new("/run/rapidstore-harness").join(&run_id).exists(),
+        "active-run marker of {run_id} is left"
+    );
+}
