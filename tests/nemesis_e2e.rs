@@ -287,6 +287,6 @@ fn detect_kill_leader_no_leader_sync() {
         "no-leader-sync",
         "register",
         "no-lost-writes",
-        3,
+        4,
     );
 }
