@@ -4,8 +4,10 @@
 //! operations (5% of operations time out; half of those still take effect,
 //! some late). Values are unique, as RapidStore's workload writes them.
 //!
-//!     cargo bench --bench linearizability            # every case
-//!     cargo bench --bench linearizability -- 100k    # cases whose name contains "100k"
+//! ```text
+//! cargo bench --bench linearizability            # every case
+//! cargo bench --bench linearizability -- 100k    # cases whose name contains "100k"
+//! ```
 //!
 //! Method: each case runs in a child process (this binary again, with
 //! `--case NAME`), so peak memory is that case's alone. The child generates

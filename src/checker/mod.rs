@@ -7,6 +7,13 @@
 //! (valid < unknown < invalid) and adds the measured [`FailoverSummary`] and
 //! [`Stats`]. Everything here is pure: no cluster, no I/O, so `harness check`
 //! can re-check a stored history offline.
+//!
+//! The linearizability search is one engine with models plugged in:
+//! `search` (the engine, its [`search::Model`] trait and budget), `models`
+//! (register, multi-register, mutex), `linearizable` (the RapidStore front
+//! end) and `jepsen` (Jepsen `history.edn` files with Knossos' models, for
+//! `harness check --format edn`). `synth` generates linearizable histories
+//! for property tests and benchmarks; `resources` reads the process's memory.
 
 mod election;
 mod failover;

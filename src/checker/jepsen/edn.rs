@@ -10,7 +10,9 @@
 //! name its line and column in the file.
 
 use edn_format::{ParserOptions, Value};
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// A position in the file: 1-based line and column (in characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -53,10 +55,10 @@ impl OpType {
 }
 
 /// `:process` of an op: a client (an integer) or something else (`:nemesis`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Process {
     Client(i64),
-    Other(Value),
+    Other,
 }
 
 /// `:f` of an op.
@@ -114,8 +116,9 @@ pub struct RawOp {
     pub kind: OpType,
     /// `:f` (`None` if absent: allowed only for non-client ops).
     pub f: Option<F>,
-    /// `:value` (`nil` if absent).
-    pub value: Value,
+    /// `:value` (`nil` if absent), shared between equal values: a long
+    /// history holds each distinct value a few times, not once per op.
+    pub value: Arc<Value>,
     /// `:time`, if given (Jepsen: nanoseconds since the test began).
     pub time: Option<i64>,
 }
@@ -127,20 +130,31 @@ pub fn read_ops(text: &str, threads: usize) -> Result<Vec<RawOp>, SyntaxError> {
     if threads == 1 {
         return parse_forms(text, &forms);
     }
-    let chunk = forms.len().div_ceil(threads);
-    let parts: Vec<Result<Vec<RawOp>, SyntaxError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = forms
-            .chunks(chunk)
-            .map(|c| s.spawn(move || parse_forms(text, c)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+    // Many small chunks pulled by the workers, then moved into one vector
+    // chunk by chunk: at the peak the ops exist once, plus one chunk.
+    let chunks: Vec<&[Form]> = forms.chunks(forms.len().div_ceil(threads * 16)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    type Parsed = Option<Result<Vec<RawOp>, SyntaxError>>;
+    let done: Vec<std::sync::Mutex<Parsed>> =
+        chunks.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(chunk) = chunks.get(i) else { return };
+                let r = parse_forms(text, chunk);
+                *done[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            });
+        }
     });
     let mut ops = Vec::with_capacity(forms.len());
-    for p in parts {
-        ops.extend(p?);
+    drop(forms);
+    for slot in done {
+        let part = slot
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .expect("every chunk is parsed");
+        ops.extend(part?);
     }
     Ok(ops)
 }
@@ -151,6 +165,7 @@ fn parse_forms(text: &str, forms: &[Form]) -> Result<Vec<RawOp>, SyntaxError> {
         allow_namespaced_map_syntax: false,
     };
     let mut ops = Vec::with_capacity(forms.len());
+    let mut shared: BTreeMap<Value, Arc<Value>> = BTreeMap::new();
     for form in forms {
         let src = &text[form.start..form.end];
         let value = match edn_format::parse_str_with_options(src, opts) {
@@ -170,7 +185,7 @@ fn parse_forms(text: &str, forms: &[Form]) -> Result<Vec<RawOp>, SyntaxError> {
                 });
             }
         };
-        ops.push(op_from_value(value, form.pos)?);
+        ops.push(op_from_value(value, form.pos, &mut shared)?);
     }
     Ok(ops)
 }
@@ -187,7 +202,11 @@ fn edn_message(e: &edn_format::ParserError) -> String {
 const OP_SHAPE: &str = "{:process 0, :type :invoke, :f :read, :value nil}";
 
 /// An op map (or a tagged record holding one, as Jepsen writes them) to a [`RawOp`].
-fn op_from_value(value: Value, pos: Pos) -> Result<RawOp, SyntaxError> {
+fn op_from_value(
+    value: Value,
+    pos: Pos,
+    shared: &mut BTreeMap<Value, Arc<Value>>,
+) -> Result<RawOp, SyntaxError> {
     let err = |message: String| SyntaxError { pos, message };
     let map = match value {
         Value::Map(m) => m,
@@ -214,7 +233,7 @@ fn op_from_value(value: Value, pos: Pos) -> Result<RawOp, SyntaxError> {
             "process" => {
                 process = Some(match v {
                     Value::Integer(p) => Process::Client(p),
-                    other => Process::Other(other),
+                    _ => Process::Other,
                 })
             }
             "type" => {
@@ -258,7 +277,14 @@ fn op_from_value(value: Value, pos: Pos) -> Result<RawOp, SyntaxError> {
         process,
         kind,
         f,
-        value: op_value,
+        value: match shared.get(&op_value) {
+            Some(v) => Arc::clone(v),
+            None => {
+                let v = Arc::new(op_value.clone());
+                shared.insert(op_value, Arc::clone(&v));
+                v
+            }
+        },
         time,
     })
 }
@@ -585,7 +611,7 @@ mod tests {
         assert_eq!(ops[0].time, Some(10));
         assert_eq!(ops[1].pos, Pos { line: 4, col: 2 });
         assert_eq!(ops[1].kind, OpType::Ok);
-        assert!(matches!(ops[2].process, Process::Other(_)));
+        assert_eq!(ops[2].process, Process::Other);
     }
 
     #[test]
@@ -595,7 +621,7 @@ mod tests {
         let ops = read(text).unwrap();
         assert_eq!(ops.len(), 2);
         assert_eq!(ops[1].index, Some(1));
-        assert_eq!(ops[1].value, Value::Integer(2));
+        assert_eq!(*ops[1].value, Value::Integer(2));
         assert_eq!(ops[1].pos.line, 2);
         assert_eq!(read_ops(&text.repeat(2000), 2).unwrap().len(), 4000);
     }

@@ -174,11 +174,16 @@ impl EdnReport {
 /// Read and check the Jepsen history in `path`.
 pub fn check_file(path: &Path, opts: &EdnOptions) -> Result<EdnReport, EdnError> {
     let started = Instant::now();
+    let file = path.display().to_string();
+    let init = parse_init(opts)?;
     let text = std::fs::read_to_string(path).map_err(|source| EdnError::Io {
-        path: path.display().to_string(),
+        path: file.clone(),
         source,
     })?;
-    check_text(&text, &path.display().to_string(), opts, started)
+    let ops = parse(&text, &file, opts)?;
+    // The ops own their values: the text need not stay in memory.
+    drop(text);
+    check_ops(ops, &file, opts, &init, started)
 }
 
 /// Check a Jepsen history held in `text` (`file` names it in messages);
@@ -189,31 +194,52 @@ pub fn check_text(
     opts: &EdnOptions,
     started: Instant,
 ) -> Result<EdnReport, EdnError> {
-    let init = match &opts.init {
-        None => edn_format::Value::Nil,
+    let init = parse_init(opts)?;
+    let ops = parse(text, file, opts)?;
+    check_ops(ops, file, opts, &init, started)
+}
+
+fn parse_init(opts: &EdnOptions) -> Result<edn_format::Value, EdnError> {
+    match &opts.init {
+        None => Ok(edn_format::Value::Nil),
         Some(s) => edn_format::parse_str(s).map_err(|e| EdnError::Init {
             init: s.clone(),
             message: e.error.to_string().to_lowercase(),
-        })?,
-    };
-    let threads = opts
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let syntax = |e: SyntaxError| EdnError::Syntax {
+        }),
+    }
+}
+
+fn syntax(file: &str) -> impl Fn(SyntaxError) -> EdnError + '_ {
+    move |e| EdnError::Syntax {
         path: file.to_string(),
         pos: e.pos,
         message: e.message,
-    };
-    let ops = edn::read_ops(text, threads).map_err(syntax)?;
+    }
+}
+
+fn parse(text: &str, file: &str, opts: &EdnOptions) -> Result<Vec<RawOp>, EdnError> {
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    edn::read_ops(text, threads).map_err(syntax(file))
+}
+
+fn check_ops(
+    ops: Vec<RawOp>,
+    file: &str,
+    opts: &EdnOptions,
+    init: &edn_format::Value,
+    started: Instant,
+) -> Result<EdnReport, EdnError> {
     let read_ms = ms(started.elapsed());
     let check_started = Instant::now();
     let mut counts = HistoryCounts::default();
-    let pairs = prepare::pair(&ops, &mut counts).map_err(syntax)?;
+    let pairs = prepare::pair(&ops, &mut counts).map_err(syntax(file))?;
     let independent = prepare::is_independent(opts.independent, opts.model, &ops, &pairs);
     let ctx = Ctx {
         file,
         opts,
-        init: &init,
+        init,
         ops: &ops,
         pairs: &pairs,
         independent,
@@ -463,7 +489,7 @@ fn describe<M: Explain>(ctx: &Ctx, h: &KeyHistory<M>, f: &Failure<M::State>) -> 
         inv.index.unwrap_or(pair.invoke as i64),
         process_of(inv),
         inv.f.as_ref().map_or("nil".into(), ToString::to_string),
-        edn::short(&h.shown[f.blocked]),
+        edn::short(&prepare::checked_value(ctx.ops, pair, ctx.independent)),
         outcome_word(pair),
         f.linearized,
         M::show_state(h, &f.state)
@@ -473,7 +499,7 @@ fn describe<M: Explain>(ctx: &Ctx, h: &KeyHistory<M>, f: &Failure<M::State>) -> 
 fn process_of(op: &RawOp) -> i64 {
     match op.process {
         edn::Process::Client(p) => p,
-        edn::Process::Other(_) => -1,
+        edn::Process::Other => -1,
     }
 }
 
@@ -515,7 +541,7 @@ fn counterexample<M: Explain>(
                 index: inv.index.unwrap_or(pair.invoke as i64),
                 process: process_of(inv),
                 f: inv.f.as_ref().map_or("nil".into(), ToString::to_string),
-                value: h.shown[i].to_string(),
+                value: prepare::checked_value(ctx.ops, pair, ctx.independent).to_string(),
                 outcome: outcome_word(pair),
                 completion_index: comp.map(|(c, op)| op.index.unwrap_or(c as i64)),
                 invoke_time: inv.time,

@@ -164,8 +164,6 @@ pub struct KeyHistory<M: Model> {
     pub problem: Problem<M>,
     /// For each searched op: its client operation.
     pub source: Vec<Pair>,
-    /// For each searched op: its value as checked (unwrapped from the tuple).
-    pub shown: Vec<Value>,
     pub values: Interner,
     /// Multi-register: register names by number.
     pub regs: Vec<Value>,
@@ -173,9 +171,9 @@ pub struct KeyHistory<M: Model> {
 
 /// Pair invocations with completions, per process, in file order.
 pub fn pair(ops: &[RawOp], counts: &mut HistoryCounts) -> Result<Vec<Pair>, SyntaxError> {
-    let mut pending: HashMap<i64, usize> = HashMap::new();
+    // Per process: its pending invocation, and that pair's slot.
+    let mut pending: HashMap<i64, (usize, usize)> = HashMap::new();
     let mut pairs: Vec<Pair> = Vec::new();
-    let mut slot: HashMap<usize, usize> = HashMap::new();
     counts.ops = ops.len();
     for (i, op) in ops.iter().enumerate() {
         let Process::Client(p) = op.process else {
@@ -184,7 +182,7 @@ pub fn pair(ops: &[RawOp], counts: &mut HistoryCounts) -> Result<Vec<Pair>, Synt
         };
         match op.kind {
             OpType::Invoke => {
-                if let Some(&prev) = pending.get(&p) {
+                if let Some(&(prev, _)) = pending.get(&p) {
                     return Err(SyntaxError {
                         pos: op.pos,
                         message: format!(
@@ -195,8 +193,7 @@ pub fn pair(ops: &[RawOp], counts: &mut HistoryCounts) -> Result<Vec<Pair>, Synt
                         ),
                     });
                 }
-                pending.insert(p, i);
-                slot.insert(i, pairs.len());
+                pending.insert(p, (i, pairs.len()));
                 pairs.push(Pair {
                     invoke: i,
                     complete: None,
@@ -204,7 +201,7 @@ pub fn pair(ops: &[RawOp], counts: &mut HistoryCounts) -> Result<Vec<Pair>, Synt
                 });
             }
             kind => {
-                let Some(inv) = pending.remove(&p) else {
+                let Some((inv, slot)) = pending.remove(&p) else {
                     if kind == OpType::Info {
                         // Knossos tolerates a lone :info; it constrains nothing.
                         counts.ignored += 1;
@@ -229,7 +226,7 @@ pub fn pair(ops: &[RawOp], counts: &mut HistoryCounts) -> Result<Vec<Pair>, Synt
                         ),
                     });
                 }
-                let pair = &mut pairs[slot[&inv]];
+                let pair = &mut pairs[slot];
                 pair.complete = Some(i);
                 pair.outcome = kind;
             }
@@ -239,7 +236,7 @@ pub fn pair(ops: &[RawOp], counts: &mut HistoryCounts) -> Result<Vec<Pair>, Synt
         .iter()
         .filter_map(|o| match o.process {
             Process::Client(p) => Some(p),
-            Process::Other(_) => None,
+            Process::Other => None,
         })
         .collect();
     procs.sort_unstable();
@@ -306,6 +303,12 @@ struct Split {
     value: Value,
 }
 
+/// The value of a client operation as checked: an `:ok` completion's, else
+/// the invocation's, unwrapped from its `[key value]` tuple.
+pub fn checked_value(ops: &[RawOp], p: &Pair, independent: bool) -> Value {
+    split(ops, p, independent).map_or(Value::Nil, |s| s.value)
+}
+
 fn split(ops: &[RawOp], p: &Pair, independent: bool) -> Result<Split, SyntaxError> {
     let inv = &ops[p.invoke];
     let comp = p.complete.map(|c| &ops[c]);
@@ -316,7 +319,7 @@ fn split(ops: &[RawOp], p: &Pair, independent: bool) -> Result<Split, SyntaxErro
     if !independent {
         return Ok(Split {
             key: None,
-            value: chosen.value.clone(),
+            value: (*chosen.value).clone(),
         });
     }
     let tuple = |op: &RawOp| -> Option<(Value, Value)> {
@@ -347,7 +350,7 @@ fn split(ops: &[RawOp], p: &Pair, independent: bool) -> Result<Split, SyntaxErro
                 })
             }
             // Not a tuple (e.g. nil): Knossos keeps it as it is.
-            None => chosen.value.clone(),
+            None => (*chosen.value).clone(),
         }
     };
     Ok(Split {
@@ -564,7 +567,6 @@ pub fn key_histories<M: Convert>(
                     ops: Vec::new(),
                 },
                 source: Vec::new(),
-                shown: Vec::new(),
                 values,
                 regs: Vec::new(),
             });
@@ -589,7 +591,6 @@ pub fn key_histories<M: Convert>(
             },
         });
         h.source.push(*p);
-        h.shown.push(s.value);
     }
     for (h, regs) in keys.iter_mut().zip(regs_of) {
         h.problem.model.finish(&regs);
@@ -604,8 +605,6 @@ pub fn key_histories<M: Convert>(
         h.problem.ops.retain(|_| keep.next().unwrap_or(true));
         let mut keep = drop.iter().map(|d| !d);
         h.source.retain(|_| keep.next().unwrap_or(true));
-        let mut keep = drop.iter().map(|d| !d);
-        h.shown.retain(|_| keep.next().unwrap_or(true));
     }
     counts.independent = independent;
     counts.keys = keys.len();

@@ -53,7 +53,16 @@ fn stale_read_is_invalid_with_the_ops_that_show_it() {
         "wrote the value the blocked op needed"
     );
     assert_eq!(res.counterexample[0]["op_id"], wa, "ordered by invocation");
-    assert_eq!(cx_op(&res, r).unwrap()["invoke_ms"], 40.0);
+    // Each op names its times and node.
+    let blocked = cx_op(&res, r).unwrap();
+    assert_eq!(
+        (
+            &blocked["invoke_ms"],
+            &blocked["complete_ms"],
+            &blocked["node"]
+        ),
+        (&json!(40.0), &json!(50.0), &json!("n1"))
+    );
     assert!(
         res.summary.contains(r#"returned "a" but after the longest linearizable prefix (2 ok ops) the register held "b""#),
         "{}",
@@ -455,6 +464,41 @@ proptest! {
         let r = lin().check(&events);
         prop_assert_eq!(r.valid, Validity::Invalid, "{:#?}", r);
         prop_assert!(r.counterexample.iter().any(|v| v["op_id"] == op_id), "{:#?}", r);
+    }
+
+    /// A read changed to a stale value: one whose write was overwritten by an
+    /// acknowledged write that completed before the read began (values are
+    /// unique, so nothing writes it again).
+    #[test]
+    fn a_stale_read_is_caught(events in history(), pick in any::<prop::sample::Index>()) {
+        let ops = pair_ops(&events);
+        let ok_writes: Vec<&Op> = ops.ops.iter().filter(|o| o.is_ok_write()).collect();
+        let mut stale = Vec::new();
+        for r in ops.ops.iter().filter(|o| o.invoke.f == OpKind::Read && o.outcome() == Outcome::Ok) {
+            for w in &ok_writes {
+                let overwritten = ok_writes.iter().any(|w2| {
+                    w2.invoke.key == w.invoke.key
+                        && w2.invoke.time_ms > w.end_ms().unwrap()
+                        && w2.end_ms().unwrap() < r.invoke.time_ms
+                });
+                if w.invoke.key == r.invoke.key && overwritten {
+                    stale.push((r.invoke.op_id, w.invoke.value.clone()));
+                }
+            }
+        }
+        prop_assume!(!stale.is_empty());
+        let (read, value) = stale[pick.index(stale.len())].clone();
+        let mut events = events;
+        for e in &mut events {
+            if let Event::Complete(c) = e {
+                if c.op_id == read {
+                    c.value = value.clone();
+                }
+            }
+        }
+        let r = lin().check(&events);
+        prop_assert_eq!(r.valid, Validity::Invalid, "{:#?}", r);
+        prop_assert!(r.counterexample.iter().any(|v| v["op_id"] == read), "{:#?}", r);
     }
 
     /// A read that returns the value of a write invoked only after the read
