@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 #[test]
 fn unknown_names_are_usage_errors_listing_valid_ones() {
@@ -194,21 +193,7 @@ fn sigint_mid_run_tears_everything_down() {
         .spawn()
         .unwrap();
     // Wait until the nemesis has partitioned someone: faults are in force.
-    let start = Instant::now();
-    let dir = loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the run never got going"
-        );
-        if let Ok(dir) = std::fs::canonicalize(out.path().join("latest")) {
-            let h = std::fs::read_to_string(dir.join("history.jsonl")).unwrap_or_default();
-            if h.contains("\"action\":\"partition\"") {
-                break dir;
-            }
-        }
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let dir = wait_for_action(out.path(), &mut child, "partition");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::SIGINT,

@@ -8,6 +8,8 @@
 //!
 //!     cargo test -p harness --test ssh_e2e -- --test-threads=1 --nocapture
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -415,21 +417,7 @@ fn killed_run_is_cleaned_by_clean_hosts() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    let dir = loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the run never got going"
-        );
-        if let Ok(dir) = std::fs::canonicalize(out.path().join("latest")) {
-            let h = std::fs::read_to_string(dir.join("history.jsonl")).unwrap_or_default();
-            if h.contains("\"action\":\"pause\"") {
-                break dir;
-            }
-        }
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let dir = common::wait_for_action(out.path(), &mut child, "pause");
     child.kill().unwrap();
     child.wait().unwrap();
     let run_id = run_id_of(&dir);

@@ -133,3 +133,24 @@ pub fn assert_nothing_left(run_dir: &Path) {
         "active-run marker of {run_id} is left"
     );
 }
+
+/// Wait (up to 120 s) until the run writing into `out` has recorded a
+/// nemesis step `action`, while `child` is still running; its run folder.
+pub fn wait_for_action(out: &Path, child: &mut std::process::Child, action: &str) -> PathBuf {
+    let start = std::time::Instant::now();
+    let needle = format!("\"action\":\"{action}\"");
+    loop {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "the run never got going"
+        );
+        if let Ok(dir) = std::fs::canonicalize(out.join("latest")) {
+            let h = std::fs::read_to_string(dir.join("history.jsonl")).unwrap_or_default();
+            if h.contains(&needle) {
+                return dir;
+            }
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
