@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::control::clock::{faketime_env, faketime_file, faketime_set};
 use crate::control::ssh::SshTarget;
 use crate::control::{argv, Control, NetnsRemote, Remote, SshRemote};
 use crate::db::rapidstore::{self, RapidStoreOpts};
@@ -51,8 +52,11 @@ pub struct ClusterConfig {
     pub rapidstore_bin: Option<PathBuf>,
     /// Whether to start RapidStore at all (false: network and ZooKeeper only).
     pub start_rapidstore: bool,
-    /// Extra environment per node for RapidStore (libfaketime).
+    /// Extra environment per node for RapidStore.
     pub node_env: BTreeMap<String, Vec<(String, String)>>,
+    /// Start RapidStore under libfaketime, each node reading its clock
+    /// offset from a file of the run's on the node (for clock faults).
+    pub faketime: bool,
     /// How long ZooKeeper and RapidStore may take to become ready.
     pub ready_timeout: Duration,
     /// Real hosts over SSH instead of local namespaces (`--hosts FILE`);
@@ -73,6 +77,7 @@ impl ClusterConfig {
             rapidstore_bin: None,
             start_rapidstore: true,
             node_env: BTreeMap::new(),
+            faketime: false,
             ready_timeout: Duration::from_secs(60),
             hosts: None,
         }
@@ -173,8 +178,17 @@ pub struct Cluster {
     firewall: Firewall,
     zookeeper: ZooKeeper,
     rapidstore: Option<RapidStore>,
+    /// libfaketime offset file of each node, on the node (`faketime`).
+    faketime_files: BTreeMap<String, PathBuf>,
     setup_phases: Vec<Phase>,
     torn_down: AtomicBool,
+}
+
+/// The servers [`start_dbs`] started.
+struct Dbs {
+    zookeeper: ZooKeeper,
+    rapidstore: Option<RapidStore>,
+    faketime_files: BTreeMap<String, PathBuf>,
 }
 
 impl Cluster {
@@ -235,8 +249,7 @@ impl Cluster {
             .map(|n| (n.id.clone(), n.ip))
             .collect();
         let zk_nodes: Vec<String> = addrs[..cfg.zk].iter().map(|(n, _)| n.clone()).collect();
-        let (zookeeper, rapidstore) =
-            start_dbs(&cfg, &control, &addrs, &zk_nodes, bin, &mut phases).await?;
+        let dbs = start_dbs(&cfg, &control, &addrs, &zk_nodes, bin, &mut phases).await?;
         phase(&mut phases, "setup total", total);
         Ok(Cluster {
             cfg,
@@ -245,8 +258,9 @@ impl Cluster {
             addrs,
             control,
             firewall,
-            zookeeper,
-            rapidstore,
+            zookeeper: dbs.zookeeper,
+            rapidstore: dbs.rapidstore,
+            faketime_files: dbs.faketime_files,
             setup_phases: phases,
             torn_down: AtomicBool::new(false),
         })
@@ -266,7 +280,7 @@ impl Cluster {
 
         let prepared =
             Self::prepare_hosts(&cfg, &journal, &hosts, &control, bin, &mut phases).await;
-        let (addrs, firewall, zookeeper, rapidstore) = match prepared {
+        let (addrs, firewall, dbs) = match prepared {
             Ok(parts) => parts,
             Err(e) => {
                 // Fetch the logs before the rollback removes the run's folders:
@@ -291,8 +305,9 @@ impl Cluster {
             addrs,
             control,
             firewall,
-            zookeeper,
-            rapidstore,
+            zookeeper: dbs.zookeeper,
+            rapidstore: dbs.rapidstore,
+            faketime_files: dbs.faketime_files,
             setup_phases: phases,
             torn_down: AtomicBool::new(false),
         })
@@ -306,12 +321,7 @@ impl Cluster {
         control: &Control,
         bin: Option<PathBuf>,
         phases: &mut Vec<Phase>,
-    ) -> Result<(
-        Vec<(String, Ipv4Addr)>,
-        Firewall,
-        ZooKeeper,
-        Option<RapidStore>,
-    )> {
+    ) -> Result<(Vec<(String, Ipv4Addr)>, Firewall, Dbs)> {
         let Control::Ssh(remote) = control else {
             bail!("not an SSH control");
         };
@@ -381,9 +391,8 @@ impl Cluster {
         firewall.install(journal).await?;
         phase(phases, "iptables chains", t);
 
-        let (zookeeper, rapidstore) =
-            start_dbs(cfg, control, &addrs, &hosts.zk_nodes(), bin, phases).await?;
-        Ok((addrs, firewall, zookeeper, rapidstore))
+        let dbs = start_dbs(cfg, control, &addrs, &hosts.zk_nodes(), bin, phases).await?;
+        Ok((addrs, firewall, dbs))
     }
 }
 
@@ -445,7 +454,8 @@ async fn create_remote_run_dir(
 }
 
 /// Starts the ZooKeeper ensemble on `zk_nodes` and, with a binary,
-/// RapidStore on every node; waits for both. Shared by both modes.
+/// RapidStore on every node (under libfaketime with `cfg.faketime`); waits
+/// for both. Shared by both modes.
 async fn start_dbs(
     cfg: &ClusterConfig,
     control: &Control,
@@ -453,7 +463,7 @@ async fn start_dbs(
     zk_nodes: &[String],
     bin: Option<PathBuf>,
     phases: &mut Vec<Phase>,
-) -> Result<(ZooKeeper, Option<RapidStore>)> {
+) -> Result<Dbs> {
     {
         let t = Instant::now();
         let servers: Vec<ZkServer> = zk_nodes
@@ -482,6 +492,20 @@ async fn start_dbs(
             .await?;
         phase(phases, "zookeeper ready", t);
 
+        let mut node_env = cfg.node_env.clone();
+        let faketime_files = if cfg.faketime && bin.is_some() {
+            let files = create_faketime_files(cfg, control, addrs).await?;
+            let lib = crate::doctor::libfaketime();
+            for (node, file) in &files {
+                node_env
+                    .entry(node.clone())
+                    .or_default()
+                    .extend(faketime_env(&lib, file));
+            }
+            files
+        } else {
+            BTreeMap::new()
+        };
         let rapidstore = match bin {
             Some(bin) => {
                 let t = Instant::now();
@@ -495,7 +519,7 @@ async fn start_dbs(
                         bugs: cfg.bugs.clone(),
                         zk: zookeeper.connect_string(),
                     },
-                    cfg.node_env.clone(),
+                    node_env,
                 )?;
                 rs.start_all().await?;
                 rs.wait_healthy(Instant::now() + cfg.ready_timeout).await?;
@@ -504,8 +528,35 @@ async fn start_dbs(
             }
             None => None,
         };
-        Ok((zookeeper, rapidstore))
+        Ok(Dbs {
+            zookeeper,
+            rapidstore,
+            faketime_files,
+        })
     }
+}
+
+/// Writes each node's libfaketime offset file (`+0`) on the node, in the
+/// run's folder there (locally: the run folder), before RapidStore starts:
+/// the files go with the run's folder at teardown.
+async fn create_faketime_files(
+    cfg: &ClusterConfig,
+    control: &Control,
+    addrs: &[(String, Ipv4Addr)],
+) -> Result<BTreeMap<String, PathBuf>> {
+    let mut files = BTreeMap::new();
+    for (node, _) in addrs {
+        let dir = control
+            .node_dir(node)
+            .unwrap_or_else(|| cfg.run_dir.clone());
+        let file = faketime_file(&dir, node);
+        control
+            .exec(node, &faketime_set(&file, 0))
+            .await?
+            .check(&format!("creating the clock offset file on {node}"))?;
+        files.insert(node.clone(), file);
+    }
+    Ok(files)
 }
 
 impl Cluster {
@@ -519,6 +570,12 @@ impl Cluster {
 
     pub fn control(&self) -> &Control {
         &self.control
+    }
+
+    /// Each node's libfaketime offset file, on the node (empty unless the
+    /// config asked for `faketime`).
+    pub fn faketime_files(&self) -> &BTreeMap<String, PathBuf> {
+        &self.faketime_files
     }
 
     /// The local network; `None` for a cluster of hosts over SSH.

@@ -212,6 +212,13 @@ if [ "$clock" = faketime ]; then
   [ -f "$lib" ]; say libfaketime $? "$lib not found" "apt-get install -y faketime libfaketime"
 else
   command -v date >/dev/null 2>&1; say date $? "date not found" "apt-get install -y coreutils"
+  ntp=""
+  if command -v systemctl >/dev/null 2>&1; then
+    for s in systemd-timesyncd chrony chronyd ntp ntpsec openntpd; do
+      [ "$(systemctl is-active "$s" 2>/dev/null)" = active ] && ntp="$ntp $s"
+    done
+  fi
+  [ -z "$ntp" ]; say ntp $? "an NTP client would undo clock faults:$ntp" "systemctl disable --now$ntp"
 fi"#;
 
 /// Parses [`REMOTE`]'s output into the host's unmet prerequisites.
@@ -328,6 +335,12 @@ mod tests {
         let text = String::from_utf8_lossy(&settime.stdout);
         assert!(
             text.contains("ok|date") && !text.contains("libfaketime"),
+            "{text}"
+        );
+        // Whether an NTP client runs here or not, the check says so.
+        assert!(
+            text.lines()
+                .any(|l| l == "ok|ntp" || l.starts_with("missing|ntp|")),
             "{text}"
         );
     }

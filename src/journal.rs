@@ -1035,6 +1035,39 @@ mod tests {
         );
     }
 
+    /// A killed `settime` run's clock is set back to this machine's wall
+    /// clock at clean time (not the time the step was journaled).
+    #[test]
+    fn remote_clock_reset_uses_the_wall_clock_at_replay() {
+        let undo = Undo::RemoteResetClock {
+            host: SshTarget {
+                node: "n2".into(),
+                address: std::net::Ipv4Addr::new(192, 168, 56, 12),
+                port: 22,
+                user: "root".into(),
+                key: None,
+                sudo: false,
+                known_hosts: crate::hosts::KnownHosts::Add,
+                known_hosts_file: None,
+            },
+        };
+        let json = serde_json::to_string(&undo).unwrap();
+        assert_eq!(serde_json::from_str::<Undo>(&json).unwrap(), undo);
+        assert_eq!(
+            undo.to_string(),
+            "reset the clock of n2 (root@192.168.56.12:22)"
+        );
+        let argv = undo.remote_argv().unwrap();
+        assert_eq!(argv[..3], ["date", "-u", "-s"]);
+        let secs: f64 = argv[3].trim_start_matches('@').parse().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!((secs - now).abs() < 5.0, "{secs} vs {now}");
+        assert!(!undo.remains(), "a clock is never listed as a leftover");
+    }
+
     #[test]
     fn replay_runs_backwards_and_twice_is_a_noop() {
         let dir = tempfile::tempdir().unwrap();

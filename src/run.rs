@@ -9,8 +9,9 @@ use crate::client::NodeClient;
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::generator::OpGen;
 use crate::history::{read_history, Clock, Event, HistoryWriter, Invocation, OpKind, Outcome};
+use crate::hosts::ClockMethod;
 use crate::journal::Journal;
-use crate::nemesis::clock::{faketime_env, ClockFiles};
+use crate::nemesis::clock::{ClockFiles, Clocks, HostClocks};
 use crate::nemesis::schedule::{FaultKind, Schedule};
 use crate::nemesis::{ExecutedStep, Nemesis};
 use crate::observe::{self, Topology, WriteEvents};
@@ -180,28 +181,18 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
     cfg.zk = opts.zk;
     cfg.session_timeout_ms = opts.session_timeout_ms;
     cfg.bugs = opts.bugs.clone();
-    // Clock faults need every RapidStore process under libfaketime, reading
-    // its offset from a file of the run's.
-    if schedule.uses(FaultKind::Clock) && opts.hosts.is_some() {
-        bail!(
-            "nemesis `{}` moves clocks, which `--hosts` runs do not support yet; \
-             use it on the local cluster (without --hosts)",
-            opts.nemesis
-        );
+    // Clock faults move clocks the way the hosts file says (locally always
+    // with libfaketime, each process reading its offset from a file of the
+    // run's); `settime` only on hosts all declared dedicated.
+    let clock_method = schedule.uses(FaultKind::Clock).then(|| {
+        opts.hosts
+            .as_ref()
+            .map_or(ClockMethod::Faketime, |h| h.clock)
+    });
+    if let (Some(method), Some(hosts)) = (clock_method, &opts.hosts) {
+        crate::control::clock::check_method(hosts, method)?;
     }
-    let clocks = if schedule.uses(FaultKind::Clock) {
-        let nodes: Vec<String> = (1..=opts.nodes).map(|i| format!("n{i}")).collect();
-        let files = ClockFiles::create(&run_dir.path.join("clock"), &nodes)?;
-        let lib = crate::doctor::libfaketime();
-        for n in &nodes {
-            if let Some(f) = files.file(n) {
-                cfg.node_env.insert(n.clone(), faketime_env(&lib, f));
-            }
-        }
-        Some(files)
-    } else {
-        None
-    };
+    cfg.faketime = clock_method == Some(ClockMethod::Faketime);
     cfg.hosts = opts.hosts.clone();
     eprintln!("harness: setting up the cluster");
     let progress = report::Progress::start(&run_dir.path, opts.time_limit);
@@ -257,7 +248,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
             rate,
             concurrency,
             cancel,
-            clocks,
+            clock_method,
         );
         std::panic::AssertUnwindSafe(fut)
     };
@@ -362,8 +353,14 @@ async fn run_body(
     rate: f64,
     concurrency: usize,
     mut cancel: watch::Receiver<bool>,
-    clocks: Option<ClockFiles>,
+    clock_method: Option<ClockMethod>,
 ) -> Result<BodyOutcome> {
+    let clocks = clock_method.map(|m| match m {
+        ClockMethod::Faketime => {
+            Clocks::Faketime(ClockFiles::new(cluster.faketime_files().clone()))
+        }
+        ClockMethod::Settime => Clocks::Settime(HostClocks::default()),
+    });
     let client = NodeClient::new();
     eprintln!("harness: waiting for a leader");
     observe::wait_for_leader(topo, &client, Duration::from_secs(60))

@@ -321,12 +321,39 @@ fn valid_run_over_ssh(tag: &str, nemesis: &str, time_limit: &str) {
     let action = match nemesis {
         "partition-leader" => "partition",
         "kill-leader" => "kill",
+        "clock-skew" => "skew",
         _ => "pause",
     };
     assert!(
         history.contains(&format!("\"action\":\"{action}\"")),
         "no {action} step in the history"
     );
+    if action == "skew" {
+        // The offset was written on the host, through SSH, and RapidStore
+        // there shows it.
+        let steps: Vec<Value> = history
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["type"] == "nemesis" && e["action"] == "skew")
+            .collect();
+        assert!(!steps.is_empty());
+        for e in &steps {
+            let d = &e["detail"];
+            assert_eq!(d["method"], "faketime", "{e}");
+            let asked = d["asked_ms"].as_i64().unwrap();
+            assert_ne!(asked, 0, "{e}");
+            for (node, shown) in d["measured_ms"].as_object().unwrap() {
+                let shown = shown
+                    .as_i64()
+                    .unwrap_or_else(|| panic!("{node} not measured: {e}"));
+                assert!(
+                    (shown - asked).abs() < 2000,
+                    "{node} shows {shown} ms, asked {asked}: {e}"
+                );
+            }
+        }
+        assert!(history.contains("\"reset_clock\""), "clocks never reset");
+    }
     let left = hosts.leftovers(&run_id_of(&dir));
     assert!(left.is_empty(), "left on the hosts: {left:#?}");
 }
@@ -339,6 +366,13 @@ fn partition_leader_over_ssh_is_valid() {
 #[test]
 fn kill_leader_over_ssh_is_valid() {
     valid_run_over_ssh("kill", "kill-leader", "10");
+}
+
+/// Clock faults over SSH with `clock = "faketime"`: the offset file lives
+/// in the run's folder on each host, RapidStore there runs under libfaketime.
+#[test]
+fn clock_skew_over_ssh_is_valid() {
+    valid_run_over_ssh("clock", "clock-skew", "11");
 }
 
 #[test]

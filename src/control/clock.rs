@@ -6,9 +6,10 @@
 //!   offset from a file of the run's own ([`faketime_env`]); a fault writes
 //!   the offset there ([`faketime_set`]), a reset writes `+0`. Only that
 //!   process's clock moves.
-//! - `settime`: `clock_settime` through `date -s` moves the host's kernel
-//!   clock ([`settime_bump`]); the reset sets it back to the harness's own
-//!   wall clock ([`settime_reset`]), which is also the journal's undo step,
+//! - `settime`: `clock_settime` through `date -s` sets the host's kernel
+//!   clock to the harness's wall clock plus the offset ([`settime_set`]);
+//!   the reset sets it back to the harness's own wall clock
+//!   ([`settime_reset`]), which is also the journal's undo step,
 //!   so a killed run's skew is undone by `harness clean`. Refused unless
 //!   every host is dedicated ([`check_method`]).
 //!
@@ -16,7 +17,7 @@
 //! actually in force, not only the one asked for.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Result};
 
@@ -64,26 +65,28 @@ pub fn faketime_reset(file: &Path) -> Vec<String> {
     faketime_set(file, 0)
 }
 
-/// Moves the host clock by `delta_ms` from wherever it is now.
-pub fn settime_bump(delta_ms: i64) -> Vec<String> {
-    argv(&[
-        "sh",
-        "-c",
-        r#"ns=$(date +%s%N) && t=$((ns + $1 * 1000000)) && date -u -s "@$((t / 1000000000)).$(printf %09d $((t % 1000000000)))" >/dev/null"#,
-        "settime",
-        &delta_ms.to_string(),
-    ])
-}
-
-/// Sets the host clock to `now` (the harness's wall clock at the call).
-pub fn settime_reset(now: SystemTime) -> Vec<String> {
-    let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+/// Sets the host clock to `now` (the harness's wall clock at the call)
+/// shifted by `offset_ms`. Absolute, not a bump from the host's current
+/// time, so a repeated or retried fault never accumulates.
+pub fn settime_set(now: SystemTime, offset_ms: i64) -> Vec<String> {
+    let shift = Duration::from_millis(offset_ms.unsigned_abs());
+    let at = if offset_ms < 0 {
+        now.checked_sub(shift).unwrap_or(UNIX_EPOCH)
+    } else {
+        now + shift
+    };
+    let d = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     argv(&[
         "date",
         "-u",
         "-s",
         &format!("@{}.{:09}", d.as_secs(), d.subsec_nanos()),
     ])
+}
+
+/// Sets the host clock back to `now` (the harness's wall clock at the call).
+pub fn settime_reset(now: SystemTime) -> Vec<String> {
+    settime_set(now, 0)
 }
 
 /// Prints the node's wall clock in Unix nanoseconds.
@@ -117,7 +120,6 @@ pub fn check_method(hosts: &Hosts, method: ClockMethod) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn faketime_specs() {
@@ -155,29 +157,29 @@ mod tests {
 
     #[test]
     fn settime_commands() {
-        let bump = settime_bump(-1500);
-        assert_eq!(bump[3..], ["settime", "-1500"]);
-        assert!(bump[2].contains("date -u -s"));
-        // The arithmetic, checked with `date -d` instead of `date -s`.
-        let dry = bump[2]
-            .replace("date -u -s", "date -u -d")
-            .replace(">/dev/null", "+%s%N");
-        let out = std::process::Command::new("sh")
-            .args(["-c", &dry, "settime", "-1500"])
+        let now = UNIX_EPOCH + Duration::new(1_700_000_000, 5_000_000);
+        assert_eq!(
+            settime_set(now, -1500),
+            ["date", "-u", "-s", "@1699999998.505000000"]
+        );
+        assert_eq!(
+            settime_set(now, 2250),
+            ["date", "-u", "-s", "@1700000002.255000000"]
+        );
+        assert_eq!(
+            settime_reset(now),
+            ["date", "-u", "-s", "@1700000000.005000000"]
+        );
+        // `date` reads the argument as we mean it: checked with `-d`, which
+        // parses the same way but sets nothing.
+        let cmd = settime_set(now, -1500);
+        let out = std::process::Command::new("date")
+            .args(["-u", "-d", &cmd[3], "+%s%N"])
             .output()
             .unwrap();
-        let shown: i128 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as i128;
-        let off = (shown - now) as f64 / 1e6;
-        assert!((-2000.0..-1000.0).contains(&off), "offset {off} ms");
-
-        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 5_000_000);
         assert_eq!(
-            settime_reset(t),
-            ["date", "-u", "-s", "@1700000000.005000000"]
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "1699999998505000000"
         );
         assert_eq!(measure(), ["date", "+%s%N"]);
         assert_eq!(

@@ -143,6 +143,9 @@ pub trait Remote: Send + Sync {
     /// Whether the process is running (a zombie is not).
     fn is_alive(&self, handle: &ProcessHandle) -> impl Future<Output = bool> + Send;
 
+    /// Whether the process is stopped (SIGSTOP), read on its node.
+    fn is_stopped(&self, handle: &ProcessHandle) -> impl Future<Output = bool> + Send;
+
     /// Waits up to `timeout` for the process to exit; true if it did. Once
     /// it has, its journal step is resolved.
     fn wait_exit(
@@ -174,6 +177,19 @@ impl Control {
     /// Whether nodes are remote hosts.
     pub fn is_remote(&self) -> bool {
         matches!(self, Control::Ssh(_))
+    }
+
+    /// The journal step that sets `node`'s clock back after a `settime`
+    /// clock fault. Only hosts over SSH have a clock of their own.
+    pub fn reset_clock_undo(&self, node: &str) -> Result<Undo> {
+        match self {
+            Control::Local(_) => bail!(
+                "clock method `settime` needs hosts of their own (--hosts); local nodes share this machine's clock"
+            ),
+            Control::Ssh(r) => Ok(Undo::RemoteResetClock {
+                host: r.target(node)?.clone(),
+            }),
+        }
     }
 
     /// The journal step that removes the run's iptables `chain` (and its
@@ -228,6 +244,13 @@ impl Remote for Control {
         match self {
             Control::Local(r) => r.is_alive(handle).await,
             Control::Ssh(r) => r.is_alive(handle).await,
+        }
+    }
+
+    async fn is_stopped(&self, handle: &ProcessHandle) -> bool {
+        match self {
+            Control::Local(r) => r.is_stopped(handle).await,
+            Control::Ssh(r) => r.is_stopped(handle).await,
         }
     }
 

@@ -367,6 +367,10 @@ impl Remote for NetnsRemote {
         is_running(handle.pid, handle.start_time)
     }
 
+    async fn is_stopped(&self, handle: &ProcessHandle) -> bool {
+        is_stopped(handle.pid, handle.start_time)
+    }
+
     async fn wait_exit(&self, handle: &ProcessHandle, timeout: Duration) -> bool {
         let key = (handle.pid, handle.start_time);
         let rx = self

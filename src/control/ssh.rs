@@ -605,6 +605,10 @@ impl Remote for SshRemote {
         matches!(self.proc(handle, "alive", None).await, Ok(0))
     }
 
+    async fn is_stopped(&self, handle: &ProcessHandle) -> bool {
+        matches!(self.proc(handle, "stopped", None).await, Ok(0))
+    }
+
     async fn wait_exit(&self, handle: &ProcessHandle, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
@@ -726,12 +730,10 @@ mod tests {
             tail(super::super::clock::faketime_set(f, 5000)),
             "faketime +5.000 /var/lib/rapidstore-harness/r1/clock/n2.faketime"
         );
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(
-            line(super::super::clock::settime_bump(-3000))
-                .rsplit(' ')
-                .take(2)
-                .collect::<Vec<_>>(),
-            ["-3000", "settime"]
+            line(super::super::clock::settime_set(now, -3000)),
+            "sudo -n -- date -u -s @1699999997.000000000"
         );
     }
 

@@ -1,38 +1,75 @@
-//! Clock faults, locally with libfaketime: each RapidStore process is
-//! started with `LD_PRELOAD` of libfaketime and reads its offset from a file
-//! of the run's (re-read on every call), so the harness moves one process's
-//! wall clock without touching the machine's. The monotonic clock is left
-//! alone, as a skewed NTP step would. The offset a node actually shows in
-//! `/health` is measured and recorded beside the one asked for.
+//! Clock faults, by the method the run uses ([`ClockMethod`]):
+//!
+//! - `faketime` (always locally; over SSH when the hosts file says so): each
+//!   RapidStore process is started with libfaketime preloaded and reads its
+//!   offset from a file of the run's on its node (re-read on every call), so
+//!   the harness moves one process's wall clock and nothing else. The
+//!   cluster creates the files before RapidStore starts
+//!   ([`crate::cluster::Cluster::faketime_files`]).
+//! - `settime` (dedicated hosts over SSH only): the host's kernel clock is
+//!   set, after the journal has a step that sets it back, so a killed run's
+//!   skew is undone by `harness clean --hosts`.
+//!
+//! Either way the monotonic clock is left alone, as a skewed NTP step
+//! would, and the offset a node actually shows in `/health` is measured and
+//! recorded beside the one asked for.
 
 use crate::client::NodeClient;
+use crate::control::clock::{faketime_set, settime_set};
 use crate::control::{Control, Remote};
+use crate::hosts::ClockMethod;
+use crate::journal::{Journal, UndoId};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use crate::control::clock::faketime_env;
-use crate::control::clock::{faketime_set, faketime_spec};
 
-/// The per-node offset files of a run.
+/// How a run moves its nodes' clocks.
+#[derive(Debug, Clone)]
+pub enum Clocks {
+    /// libfaketime offset files, one per node, on the node.
+    Faketime(ClockFiles),
+    /// `clock_settime` on each host.
+    Settime(HostClocks),
+}
+
+impl Clocks {
+    /// The method, for the history.
+    pub fn method(&self) -> ClockMethod {
+        match self {
+            Clocks::Faketime(_) => ClockMethod::Faketime,
+            Clocks::Settime(_) => ClockMethod::Settime,
+        }
+    }
+
+    /// Set `node`'s clock `ms` off the harness's (0: back in step).
+    pub async fn set(
+        &self,
+        control: &Control,
+        journal: &Journal,
+        node: &str,
+        ms: i64,
+    ) -> Result<()> {
+        match self {
+            Clocks::Faketime(files) => files.set(control, node, ms).await,
+            Clocks::Settime(hosts) => hosts.set(control, journal, node, ms).await,
+        }
+    }
+}
+
+/// The per-node libfaketime offset files of a run (paths on the nodes).
 #[derive(Debug, Clone)]
 pub struct ClockFiles {
     files: BTreeMap<String, PathBuf>,
 }
 
 impl ClockFiles {
-    /// Offset files under `dir` for `nodes`, created with a zero offset.
-    pub fn create(dir: &Path, nodes: &[String]) -> Result<ClockFiles> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut files = BTreeMap::new();
-        for n in nodes {
-            let f = dir.join(format!("{n}.faketime"));
-            std::fs::write(&f, faketime_spec(0) + "\n")
-                .with_context(|| format!("cannot write {}", f.display()))?;
-            files.insert(n.clone(), f);
-        }
-        Ok(ClockFiles { files })
+    /// Offset files by node, as the cluster created them.
+    pub fn new(files: BTreeMap<String, PathBuf>) -> ClockFiles {
+        ClockFiles { files }
     }
 
     /// The offset file of `node`.
@@ -50,6 +87,56 @@ impl ClockFiles {
             .await?
             .check(&format!("set clock offset on {node}"))?;
         Ok(())
+    }
+}
+
+/// Host clocks moved with `settime`: which hosts are off, each with the
+/// journal step that sets it back.
+#[derive(Debug, Clone, Default)]
+pub struct HostClocks {
+    moved: Arc<Mutex<BTreeMap<String, UndoId>>>,
+}
+
+impl HostClocks {
+    /// Set `node`'s host clock to the harness's wall clock plus `ms`. The
+    /// undo step is journaled before the clock first moves, and resolved
+    /// only once a reset has succeeded. A host never moved is not touched
+    /// by a reset (setting it would only add the round trip's error).
+    pub async fn set(
+        &self,
+        control: &Control,
+        journal: &Journal,
+        node: &str,
+        ms: i64,
+    ) -> Result<()> {
+        let moved = self.lock().get(node).copied();
+        let id = match (moved, ms) {
+            (None, 0) => return Ok(()),
+            (Some(id), _) => id,
+            (None, _) => {
+                let id = journal.push(control.reset_clock_undo(node)?)?;
+                self.lock().insert(node.to_string(), id);
+                id
+            }
+        };
+        control
+            .exec(node, &settime_set(SystemTime::now(), ms))
+            .await?
+            .check(&format!("set the clock of {node}"))?;
+        if ms == 0 {
+            self.lock().remove(node);
+            journal.resolve(id)?;
+        }
+        Ok(())
+    }
+
+    /// Hosts whose clock is off now.
+    pub fn moved(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, UndoId>> {
+        self.moved.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -74,11 +161,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn files_start_at_zero() {
-        let d = tempfile::tempdir().unwrap();
-        let c = ClockFiles::create(d.path(), &["n1".into(), "n2".into()]).unwrap();
-        let text = std::fs::read_to_string(c.file("n2").unwrap()).unwrap();
-        assert_eq!(text.trim(), faketime_spec(0));
+    fn files_by_node() {
+        let c = ClockFiles::new(
+            [("n2".to_string(), PathBuf::from("/srv/r/clock/n2.faketime"))]
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(c.file("n2"), Some(Path::new("/srv/r/clock/n2.faketime")));
         assert!(c.file("n3").is_none());
+        assert_eq!(Clocks::Faketime(c).method(), ClockMethod::Faketime);
+        let h = HostClocks::default();
+        assert!(h.moved().is_empty());
+        assert_eq!(Clocks::Settime(h).method(), ClockMethod::Settime);
+    }
+
+    /// `settime` on local nodes (which share this machine's clock) is
+    /// refused before anything is journaled or run; a reset of a clock never
+    /// moved does nothing at all.
+    #[tokio::test]
+    async fn settime_is_refused_on_local_nodes() {
+        let d = tempfile::tempdir().unwrap();
+        let journal = Arc::new(
+            Journal::create_in(&d.path().join("state"), &d.path().join("r"), "r-clock").unwrap(),
+        );
+        let control = Control::Local(Arc::new(crate::control::NetnsRemote::new(
+            journal.clone(),
+            BTreeMap::new(),
+        )));
+        let clocks = Clocks::Settime(HostClocks::default());
+        clocks.set(&control, &journal, "n1", 0).await.unwrap();
+        let err = clocks
+            .set(&control, &journal, "n1", 1500)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hosts of their own"), "{err}");
+        assert!(crate::journal::entries(journal.path()).unwrap().is_empty());
+        let Clocks::Settime(h) = clocks else {
+            unreachable!()
+        };
+        assert!(h.moved().is_empty());
     }
 }

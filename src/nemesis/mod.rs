@@ -7,12 +7,13 @@ pub mod schedule;
 
 use crate::client::NodeClient;
 use crate::cluster::Cluster;
+use crate::control::Remote;
 use crate::db::{Kill, Pause};
 use crate::history::{Clock, Event, HistoryWriter, Role};
 use crate::net::grudge;
 use crate::observe::{self, Topology};
 use anyhow::{Context, Result};
-use clock::ClockFiles;
+use clock::Clocks;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::SeedableRng;
@@ -64,8 +65,8 @@ pub struct Nemesis<'a> {
     /// Nodes the nemesis killed or paused and has not yet brought back.
     killed: BTreeSet<(Db, String)>,
     paused: BTreeSet<(Db, String)>,
-    /// Offset files, when the run started its nodes under libfaketime.
-    clocks: Option<ClockFiles>,
+    /// How clocks move, when the schedule has clock faults.
+    clocks: Option<Clocks>,
     /// Nodes whose clock the nemesis moved and has not reset.
     skewed: BTreeSet<String>,
     /// ZooKeeper session timeout of the nodes (for the quorum-loss record).
@@ -114,8 +115,8 @@ impl<'a> Nemesis<'a> {
         }
     }
 
-    /// Use these offset files for clock faults.
-    pub fn with_clocks(mut self, clocks: Option<ClockFiles>) -> Self {
+    /// Move clocks this way for clock faults.
+    pub fn with_clocks(mut self, clocks: Option<Clocks>) -> Self {
         self.clocks = clocks;
         self
     }
@@ -321,10 +322,12 @@ impl<'a> Nemesis<'a> {
         let clocks = self
             .clocks
             .clone()
-            .context("clock faults need the nodes started under libfaketime")?;
+            .context("clock faults need the nodes started under libfaketime, or hosts with `clock = \"settime\"`")?;
         let mut measured = serde_json::Map::new();
         for n in nodes {
-            clocks.set(self.cluster.control(), n, ms).await?;
+            clocks
+                .set(self.cluster.control(), self.cluster.journal(), n, ms)
+                .await?;
             if ms == 0 {
                 self.skewed.remove(n);
             } else {
@@ -335,7 +338,11 @@ impl<'a> Nemesis<'a> {
                 measured.insert(n.clone(), m.map_or(serde_json::Value::Null, Into::into));
             }
         }
-        Ok(serde_json::json!({ "asked_ms": ms, "measured_ms": measured }))
+        Ok(serde_json::json!({
+            "asked_ms": ms,
+            "measured_ms": measured,
+            "method": clocks.method(),
+        }))
     }
 
     /// Inject `spec` and the faults grouped with it, all at once.
@@ -427,9 +434,10 @@ impl<'a> Nemesis<'a> {
                 let strobe = match (spec.strobe, &r, &self.clocks) {
                     (Some(period), Ok(()), Some(files)) => {
                         let (tx, mut rx) = watch::channel(false);
-                        let (files, control, nodes) = (
+                        let (files, control, journal, nodes) = (
                             files.clone(),
                             self.cluster.control().clone(),
+                            self.cluster.journal().clone(),
                             targets.clone(),
                         );
                         let task = tokio::spawn(async move {
@@ -441,7 +449,8 @@ impl<'a> Nemesis<'a> {
                                 }
                                 on = !on;
                                 for n in &nodes {
-                                    let _ = files.set(&control, n, if on { ms } else { 0 }).await;
+                                    let off = if on { ms } else { 0 };
+                                    let _ = files.set(&control, &journal, n, off).await;
                                 }
                             }
                         });
@@ -618,10 +627,12 @@ impl<'a> Nemesis<'a> {
         ];
         for (db, procs) in procs {
             let Some(procs) = procs else { continue };
+            // Read on the node through the control: over SSH the PIDs are the host's.
+            let control = self.cluster.control();
             for h in procs.handles() {
-                if !crate::control::netns::is_running(h.pid, h.start_time) {
+                if !control.is_alive(&h).await {
                     problems.push(format!("{db:?} on {} is not running after heal", h.node));
-                } else if crate::control::netns::is_stopped(h.pid, h.start_time) {
+                } else if control.is_stopped(&h).await {
                     problems.push(format!("{db:?} on {} is still stopped after heal", h.node));
                 }
             }
