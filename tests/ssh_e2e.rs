@@ -299,6 +299,13 @@ fn valid_run_over_ssh(tag: &str, nemesis: &str, time_limit: &str) {
     let r = report(&dir);
     assert_eq!(o.status.code(), Some(0), "{}\nreport: {r:#}", describe(&o));
     assert_eq!(r["valid"], true);
+    // Heal verified on each host (process state read there, not here) and
+    // teardown complete.
+    assert!(
+        r["teardown_errors"].as_array().is_none_or(|e| e.is_empty()),
+        "teardown errors: {:#}",
+        r["teardown_errors"]
+    );
     let faults = r["failover"]["per_fault"].as_array().unwrap();
     assert!(
         faults
