@@ -11,15 +11,33 @@ use std::time::Duration;
 /// How long one client request may take before its outcome is unknown.
 pub const OP_TIMEOUT: Duration = Duration::from_millis(1500);
 
-/// `GET /health` as the harness reads it.
-#[derive(Debug, Clone, Deserialize)]
+/// A node's role as `/health` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    Disconnected,
+    /// A role this harness does not know yet.
+    #[serde(other)]
+    Unknown,
+}
+
+/// `GET /health` (the fields the harness uses; others are ignored). The one
+/// shape for it: the nemesis, the observers and the db layer all read this.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct Health {
     pub id: String,
-    pub role: String,
+    pub role: Role,
     pub token: Option<u64>,
+    /// `ip:port` of the leader this node knows of.
     pub leader: Option<String>,
+    /// ZooKeeper session state.
     pub zk: String,
+    /// The node's wall clock in Unix ms (skewed under clock faults).
     pub time_ms: i64,
+    /// The highest fencing token this replica has accepted.
     #[serde(default)]
     pub highest_token: u64,
 }

@@ -3,7 +3,7 @@
 //! node's own event stream, and resolving "the leader" at the moment of a
 //! fault. Everything is stamped with the harness's monotonic clock.
 
-use crate::client::{NodeClient, NodeEvent};
+use crate::client::{self, NodeClient, NodeEvent};
 use crate::history::{Clock, Event, HistoryWriter, Role};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -278,7 +278,7 @@ pub fn record_replica_events(writes: &WriteEvents, history: &HistoryWriter) -> u
 pub async fn current_leader(topo: &Topology, client: &NodeClient) -> Option<(String, u64)> {
     let checks = topo.nodes.iter().map(|(node, addr)| async move {
         let h = client.health(addr).await?;
-        (h.role == "leader").then(|| (node.clone(), h.token.unwrap_or(0)))
+        (h.role == client::Role::Leader).then(|| (node.clone(), h.token.unwrap_or(0)))
     });
     futures::future::join_all(checks)
         .await
@@ -316,12 +316,14 @@ pub async fn successor(topo: &Topology, client: &NodeClient) -> Option<String> {
     let healths: Vec<_> = healths.into_iter().flatten().collect();
     let leader_token = healths
         .iter()
-        .filter(|(_, h)| h.role == "leader")
+        .filter(|(_, h)| h.role == client::Role::Leader)
         .filter_map(|(_, h)| h.token)
         .max()?;
     healths
         .into_iter()
-        .filter(|(_, h)| h.role == "follower" && h.token.is_some_and(|t| t > leader_token))
+        .filter(|(_, h)| {
+            h.role == client::Role::Follower && h.token.is_some_and(|t| t > leader_token)
+        })
         .min_by_key(|(_, h)| h.token)
         .map(|(n, _)| n)
 }

@@ -9,7 +9,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
 use tokio::task::JoinSet;
 
 use super::{Kill, Pause, Primary, Procs};
@@ -19,32 +18,7 @@ pub const HTTP_PORT: u16 = 7000;
 /// Overrides where the `rapidstore` binary is looked for.
 pub const BIN_ENV: &str = "RAPIDSTORE_BIN";
 
-/// A node's role as `/health` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Leader,
-    Follower,
-    Candidate,
-    Disconnected,
-    /// A role this harness does not know yet.
-    #[serde(other)]
-    Unknown,
-}
-
-/// `GET /health` (fields the harness uses; others are ignored).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
-pub struct Health {
-    pub id: String,
-    pub role: Role,
-    pub token: Option<u64>,
-    /// `ip:port` of the leader this node knows of.
-    pub leader: Option<String>,
-    /// ZooKeeper session state.
-    pub zk: String,
-    /// The node's wall clock in Unix ms (skewed under clock faults).
-    pub time_ms: i64,
-}
+pub use crate::client::{Health, Role};
 
 /// Finds the `rapidstore` binary: `$RAPIDSTORE_BIN`, else beside the
 /// running executable, else in its parent directory (test binaries live in
