@@ -27,14 +27,7 @@ fn valid(nemesis: &str, time_limit: &str) -> Value {
             "11",
         ],
     );
-    let r = report(&dir);
-    assert_eq!(o.status.code(), Some(0), "{}\nreport: {r:#}", describe(&o));
-    assert_eq!(r["valid"], true);
-    assert!(
-        r["teardown_errors"].as_array().is_none_or(|e| e.is_empty()),
-        "heal or teardown problems: {:#}",
-        r["teardown_errors"]
-    );
+    let r = assert_valid(&o, &dir);
     let h = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
     assert!(
         h.contains(r#""action":"heal-all""#) && h.contains(r#""problems":[]"#),

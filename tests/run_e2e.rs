@@ -65,17 +65,8 @@ fn valid_run_with_failover(nemesis: &str, time_limit: &str) {
             "7",
         ],
     );
-    let r = report(&dir);
-    assert_eq!(o.status.code(), Some(0), "{}\nreport: {r:#}", describe(&o));
-    assert_eq!(r["valid"], true);
-    let faults = r["failover"]["per_fault"].as_array().unwrap();
-    assert!(
-        faults
-            .iter()
-            .any(|f| f["new_leader"].is_string() && f["recovery_ms"].as_f64().is_some()),
-        "no measured failover: {:#}",
-        r["failover"]
-    );
+    let r = assert_valid(&o, &dir);
+    assert_failover_measured(&r);
     for check in [
         "one-leader-per-token",
         "tokens-grow",

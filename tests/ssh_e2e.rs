@@ -10,10 +10,12 @@
 
 mod common;
 
+use common::{assert_failover_measured, assert_valid, describe, harness, report, serial};
+
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harness::control::{NetnsRemote, Remote, SpawnSpec};
@@ -21,48 +23,14 @@ use harness::journal::Journal;
 use harness::net::Network;
 use serde_json::Value;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 const SSHD: &str = "/usr/sbin/sshd";
 
 fn assert_root() {
-    // SAFETY: no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "these tests need root (namespaces, iptables, sshd)"
-    );
+    common::assert_root();
     assert!(
         Path::new(SSHD).exists(),
         "{SSHD} is missing: apt-get install -y openssh-server"
     );
-}
-
-fn harness() -> Command {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_harness"));
-    let rs = bin.with_file_name("rapidstore");
-    assert!(
-        rs.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`",
-        rs.display()
-    );
-    let mut c = Command::new(bin);
-    c.env("HARNESS_HOME", env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null());
-    c
-}
-
-fn describe(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn sh(cmd: &str) -> String {
@@ -268,12 +236,6 @@ impl Drop for Hosts {
     }
 }
 
-fn report(dir: &Path) -> Value {
-    let text = std::fs::read_to_string(dir.join("report.json"))
-        .unwrap_or_else(|e| panic!("no report.json in {}: {e}", dir.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
 fn run_id_of(dir: &Path) -> String {
     dir.file_name().unwrap().to_string_lossy().into_owned()
 }
@@ -296,24 +258,10 @@ fn valid_run_over_ssh(tag: &str, nemesis: &str, time_limit: &str) {
             "7",
         ],
     );
-    let r = report(&dir);
-    assert_eq!(o.status.code(), Some(0), "{}\nreport: {r:#}", describe(&o));
-    assert_eq!(r["valid"], true);
-    // Heal verified on each host (process state read there, not here) and
-    // teardown complete.
-    assert!(
-        r["teardown_errors"].as_array().is_none_or(|e| e.is_empty()),
-        "teardown errors: {:#}",
-        r["teardown_errors"]
-    );
-    let faults = r["failover"]["per_fault"].as_array().unwrap();
-    assert!(
-        faults
-            .iter()
-            .any(|f| f["new_leader"].is_string() && f["recovery_ms"].as_f64().is_some()),
-        "no measured failover: {:#}",
-        r["failover"]
-    );
+    // Also: the heal verified on each host (process state read there, not
+    // here) and teardown complete.
+    let r = assert_valid(&o, &dir);
+    assert_failover_measured(&r);
     for node in ["n1", "n2", "n3"] {
         for log in ["rapidstore.log", "zookeeper.log"] {
             let p = dir.join("logs").join(node).join(log);

@@ -21,7 +21,7 @@ use anyhow::{bail, Result};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use crate::journal::{Undo, UndoId};
+use crate::journal::{Journal, Undo, UndoId};
 
 pub use netns::NetnsRemote;
 pub use ssh::SshRemote;
@@ -78,6 +78,59 @@ pub struct ProcessHandle {
     pub start_time: u64,
     /// The journal step that kills it.
     pub undo: UndoId,
+}
+
+/// The journal steps that resume processes a control stopped, by process
+/// (`K` names a process the way the control does). Both controls keep one:
+/// a step is journaled before the first SIGSTOP, and resolved once the
+/// process is resumed or has exited.
+#[derive(Debug)]
+pub struct PauseSteps<K>(std::sync::Mutex<std::collections::HashMap<K, UndoId>>);
+
+impl<K: std::hash::Hash + Eq> Default for PauseSteps<K> {
+    fn default() -> Self {
+        PauseSteps(std::sync::Mutex::new(std::collections::HashMap::new()))
+    }
+}
+
+impl<K: std::hash::Hash + Eq> PauseSteps<K> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<K, UndoId>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Before a SIGSTOP: journal `undo` (which resumes the process) unless
+    /// a step for `key` is already there.
+    pub fn before_stop(
+        &self,
+        journal: &Journal,
+        key: K,
+        undo: impl FnOnce() -> Undo,
+    ) -> Result<()> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.lock().entry(key) {
+            slot.insert(journal.push(undo())?);
+        }
+        Ok(())
+    }
+
+    /// After a delivered SIGCONT: the step is done.
+    pub fn resumed(&self, journal: &Journal, key: &K) -> Result<()> {
+        let id = self.lock().remove(key);
+        match id {
+            Some(id) => journal.resolve(id),
+            None => Ok(()),
+        }
+    }
+
+    /// The process has exited: its pause step (if any) and `exit_step`
+    /// (the one that would kill it) are done.
+    pub fn exited(&self, journal: &Journal, key: &K, exit_step: UndoId) {
+        let paused = self.lock().remove(key);
+        for id in paused.into_iter().chain([exit_step]) {
+            if let Err(e) = journal.resolve(id) {
+                tracing::warn!("{e:#}");
+            }
+        }
+    }
 }
 
 /// How the harness runs commands on nodes.
@@ -265,4 +318,45 @@ impl Remote for Control {
 /// `["a", "b"]` as owned argv.
 pub fn argv<S: AsRef<str>>(args: &[S]) -> Vec<String> {
     args.iter().map(|s| s.as_ref().to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (steps journaled, steps done) in the journal file.
+    fn counts(journal: &Journal) -> (usize, usize) {
+        let text = std::fs::read_to_string(journal.path()).unwrap();
+        let op = |o: &str| text.matches(&format!("\"op\":\"{o}\"")).count();
+        (op("undo"), op("done"))
+    }
+
+    #[test]
+    fn pause_steps_journal_once_and_resolve_on_resume_or_exit() {
+        let d = tempfile::tempdir().unwrap();
+        let journal =
+            Journal::create_in(&d.path().join("state"), &d.path().join("r"), "r-pause").unwrap();
+        let steps = PauseSteps::default();
+        let resume = |pid| move || Undo::ResumeProcess { pid, start_time: 9 };
+        // Two SIGSTOPs of one process: one step.
+        steps.before_stop(&journal, 42, resume(42)).unwrap();
+        steps.before_stop(&journal, 42, resume(42)).unwrap();
+        assert_eq!(counts(&journal), (1, 0));
+        steps.resumed(&journal, &42).unwrap();
+        assert_eq!(counts(&journal), (1, 1));
+        // Resuming what was never stopped touches nothing.
+        steps.resumed(&journal, &42).unwrap();
+        assert_eq!(counts(&journal), (1, 1));
+        // A stopped process that exits: its pause step and its kill step are done.
+        let kill = journal
+            .push(Undo::KillProcess {
+                pid: 43,
+                start_time: 9,
+                label: "x".into(),
+            })
+            .unwrap();
+        steps.before_stop(&journal, 43, resume(43)).unwrap();
+        steps.exited(&journal, &43, kill);
+        assert_eq!(counts(&journal), (3, 3));
+    }
 }

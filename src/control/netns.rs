@@ -20,8 +20,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::watch;
 
-use super::{Output, ProcessHandle, Remote, SpawnSpec};
-use crate::journal::{Journal, Undo, UndoId};
+use super::{Output, PauseSteps, ProcessHandle, Remote, SpawnSpec};
+use crate::journal::{Journal, Undo};
 
 /// The fields of `/proc/PID/stat` the harness needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +142,7 @@ pub struct NetnsRemote {
     /// Exit statuses reported by reaper tasks, by (pid, start time).
     exits: Mutex<HashMap<(i32, u64), ExitRx>>,
     /// Journal steps that resume processes we stopped.
-    paused: Mutex<HashMap<(i32, u64), UndoId>>,
+    paused: PauseSteps<(i32, u64)>,
 }
 
 impl NetnsRemote {
@@ -152,7 +152,7 @@ impl NetnsRemote {
             namespaces,
             exec_timeout: Duration::from_secs(60),
             exits: Mutex::new(HashMap::new()),
-            paused: Mutex::new(HashMap::new()),
+            paused: PauseSteps::default(),
         }
     }
 
@@ -174,16 +174,7 @@ impl NetnsRemote {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&key);
-        let paused = self
-            .paused
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
-        for id in paused.into_iter().chain([handle.undo]) {
-            if let Err(e) = self.journal.resolve(id) {
-                tracing::warn!("{e:#}");
-            }
-        }
+        self.paused.exited(&self.journal, &key, handle.undo);
     }
 }
 
@@ -321,13 +312,11 @@ impl Remote for NetnsRemote {
             if !is_running(handle.pid, handle.start_time) {
                 return Ok(false);
             }
-            let mut paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
-            if let std::collections::hash_map::Entry::Vacant(slot) = paused.entry(key) {
-                slot.insert(self.journal.push(Undo::ResumeProcess {
+            self.paused
+                .before_stop(&self.journal, key, || Undo::ResumeProcess {
                     pid: handle.pid,
                     start_time: handle.start_time,
-                })?);
-            }
+                })?;
         }
         let delivered = signal_guarded(handle.pid, handle.start_time, sig).with_context(|| {
             format!("cannot send {sig} to {} (pid {})", handle.label, handle.pid)
@@ -351,14 +340,7 @@ impl Remote for NetnsRemote {
             }
         }
         if sig == Signal::SIGCONT && delivered {
-            let id = self
-                .paused
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
-            if let Some(id) = id {
-                self.journal.resolve(id)?;
-            }
+            self.paused.resumed(&self.journal, &key)?;
         }
         Ok(delivered)
     }

@@ -13,11 +13,11 @@
 //! ([`run_blocking`]) built from the [`SshTarget`] stored in the step, so
 //! `harness clean` needs no live session.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -28,9 +28,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 
 use super::posix::{self, GONE};
-use super::{Output, ProcessHandle, Remote, SpawnSpec};
+use super::{Output, PauseSteps, ProcessHandle, Remote, SpawnSpec};
 use crate::hosts::{Host, Hosts, KnownHosts};
-use crate::journal::{Journal, Undo, UndoId};
+use crate::journal::{Journal, Undo};
 
 /// How long connecting to a host may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -265,7 +265,7 @@ pub struct SshRemote {
     nodes: BTreeMap<String, SshNode>,
     exec_timeout: Duration,
     /// Journal steps that resume processes we stopped, by (node, pid, start).
-    paused: Mutex<HashMap<(String, i32, u64), UndoId>>,
+    paused: PauseSteps<(String, i32, u64)>,
     gates: std::sync::atomic::AtomicU64,
 }
 
@@ -336,7 +336,7 @@ impl SshRemote {
             journal,
             nodes,
             exec_timeout: Duration::from_secs(120),
-            paused: Mutex::new(HashMap::new()),
+            paused: PauseSteps::default(),
             gates: Default::default(),
         })
     }
@@ -395,16 +395,8 @@ impl SshRemote {
     }
 
     fn settle_exit(&self, handle: &ProcessHandle) {
-        let paused = self
-            .paused
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(handle.node.clone(), handle.pid, handle.start_time));
-        for id in paused.into_iter().chain([handle.undo]) {
-            if let Err(e) = self.journal.resolve(id) {
-                tracing::warn!("{e:#}");
-            }
-        }
+        let key = (handle.node.clone(), handle.pid, handle.start_time);
+        self.paused.exited(&self.journal, &key, handle.undo);
     }
 }
 
@@ -551,22 +543,12 @@ impl Remote for SshRemote {
             if !self.is_alive(handle).await {
                 return Ok(false);
             }
-            let need = !self
-                .paused
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains_key(&key);
-            if need {
-                let id = self.journal.push(Undo::RemoteResumeProcess {
+            self.paused
+                .before_stop(&self.journal, key, || Undo::RemoteResumeProcess {
                     host: n.target.clone(),
                     pid: handle.pid,
                     start_time: handle.start_time,
                 })?;
-                self.paused
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key.clone(), id);
-            }
             return match self.proc(handle, "stop", None).await? {
                 0 => Ok(true),
                 GONE => Ok(false),
@@ -589,14 +571,7 @@ impl Remote for SshRemote {
             ),
         };
         if sig == Signal::SIGCONT && delivered {
-            let id = self
-                .paused
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
-            if let Some(id) = id {
-                self.journal.resolve(id)?;
-            }
+            self.paused.resumed(&self.journal, &key)?;
         }
         Ok(delivered)
     }

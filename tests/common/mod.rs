@@ -77,6 +77,32 @@ pub fn describe(o: &Output) -> String {
     )
 }
 
+/// The run exited 0 with a valid report and no heal or teardown error;
+/// returns the report.
+pub fn assert_valid(o: &Output, dir: &Path) -> Value {
+    let r = report(dir);
+    assert_eq!(o.status.code(), Some(0), "{}\nreport: {r:#}", describe(o));
+    assert_eq!(r["valid"], true);
+    assert!(
+        r["teardown_errors"].as_array().is_none_or(|e| e.is_empty()),
+        "heal or teardown problems: {:#}",
+        r["teardown_errors"]
+    );
+    r
+}
+
+/// At least one fault of the report has a measured failover.
+pub fn assert_failover_measured(r: &Value) {
+    let faults = r["failover"]["per_fault"].as_array().unwrap();
+    assert!(
+        faults
+            .iter()
+            .any(|f| f["new_leader"].is_string() && f["recovery_ms"].as_f64().is_some()),
+        "no measured failover: {:#}",
+        r["failover"]
+    );
+}
+
 /// Nothing of the run is left: namespaces, links, chains, processes, marker.
 pub fn assert_nothing_left(run_dir: &Path) {
     let run_id = run_dir.file_name().unwrap().to_string_lossy().to_string();
