@@ -20,8 +20,9 @@ pub mod exit {
     pub const INVALID: i32 = 1;
     /// Unknown: the checker gave up, or the history is incomplete.
     pub const UNKNOWN: i32 = 2;
-    /// The run could not be carried out (setup failure, missing prerequisite).
-    pub const NOT_RUN: i32 = 3;
+    /// The run could not be carried out (setup failure, missing
+    /// prerequisite), or a valid run was not healed or torn down cleanly.
+    pub const NOT_RUN: i32 = crate::report::EXIT_NOT_RUN;
     /// Usage error (bad flags, unknown names, malformed files).
     pub const USAGE: i32 = 64;
 }
@@ -38,7 +39,8 @@ pub struct Cli {
 const EXIT_HELP: &str = "\
 Exit codes: 0 valid, 1 invalid (safety violation or missed target),
 2 unknown (checker gave up or history incomplete), 3 the run could not be
-carried out (setup failure, missing prerequisite), 64 usage error.";
+carried out (setup failure, missing prerequisite) or a valid run was not
+healed or torn down cleanly, 64 usage error.";
 
 #[derive(Subcommand, Debug)]
 enum Command {

@@ -42,6 +42,9 @@ pub const EXIT_VALID: i32 = 0;
 pub const EXIT_INVALID: i32 = 1;
 /// Exit code: the checker could not decide (budget exhausted, history incomplete).
 pub const EXIT_UNKNOWN: i32 = 2;
+/// Exit code: the run could not be carried out, or a valid run could not be
+/// healed or torn down completely (something may be left; see the report).
+pub const EXIT_NOT_RUN: i32 = 3;
 
 /// What ran: enough to recognise and replay the run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -76,7 +79,7 @@ pub struct Report {
     pub failover: FailoverSummary,
     pub stats: Stats,
     /// Heal or teardown steps that failed. Reported beside the verdict, never
-    /// part of it.
+    /// part of it; a valid run with any exits 3, not 0.
     #[serde(default)]
     pub teardown_errors: Vec<String>,
 }
@@ -150,13 +153,16 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> 
 }
 
 /// The process exit code for a checked run: 0 valid, 1 invalid or a missed
-/// failover target, 2 unknown. (3 and 64 belong to the CLI: the run could not
-/// be carried out, usage error.)
+/// failover target, 2 unknown, 3 valid but not healed or torn down cleanly
+/// (CI must not call that a pass: something may be left on the nodes). A
+/// finding (1) or an unknown (2) wins over teardown problems. (64 belongs to
+/// the CLI: usage error.)
 pub fn exit_code(report: &Report) -> i32 {
     if report.missed_failover_target() {
         return EXIT_INVALID;
     }
     match report.valid {
+        Validity::Valid if !report.teardown_errors.is_empty() => EXIT_NOT_RUN,
         Validity::Valid => EXIT_VALID,
         Validity::Invalid => EXIT_INVALID,
         Validity::Unknown => EXIT_UNKNOWN,
@@ -225,6 +231,15 @@ mod tests {
         assert_eq!(exit_code(&r), 2);
         r.valid = Validity::Invalid;
         assert_eq!(exit_code(&r), 1);
+        // Heal or teardown problems: a valid run is not a pass; a finding
+        // or an unknown keeps its own code.
+        r.teardown_errors.push("heal: RapidStore on n2 is still stopped".into());
+        assert_eq!(exit_code(&r), 1);
+        r.valid = Validity::Unknown;
+        assert_eq!(exit_code(&r), 2);
+        r.valid = Validity::Valid;
+        assert_eq!(exit_code(&r), 3);
+        r.teardown_errors.clear();
         // A missed target is 1 even if something else is unknown.
         r.valid = Validity::Unknown;
         r.checks
