@@ -112,6 +112,10 @@ struct RunArgs {
     /// Give up the linearizability search after this long (verdict unknown).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     check_timeout: Duration,
+    /// Memory the linearizability search's memo may hold, e.g. 512MiB
+    /// (past it: verdict unknown).
+    #[arg(long, default_value = "512MiB", value_parser = crate::checker::resources::parse_bytes)]
+    check_memory: usize,
     /// Print the fault schedule this seed plans (JSON) and exit; touch nothing.
     #[arg(long)]
     dry_run: bool,
@@ -372,6 +376,7 @@ async fn run_cmd(a: RunArgs) -> i32 {
         session_timeout_ms: a.session_timeout.as_millis() as u64,
         max_failover: a.max_failover,
         check_timeout: a.check_timeout,
+        check_memory: a.check_memory,
         defs_dir: defs,
         hosts,
     };

@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub max_failover: Option<Duration>,
     #[serde(rename = "check_timeout_ms", serialize_with = "ms")]
     pub check_timeout: Duration,
+    /// Memory budget of the linearizability search's memo, in bytes.
+    pub check_memory: usize,
     /// Where `nemesis/` and `workloads/` live.
     pub defs_dir: PathBuf,
     /// Real hosts over SSH (`--hosts FILE`); `None`: local namespaces.
@@ -300,6 +302,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult> {
     drop(cluster);
     let check_opts = CheckOptions {
         timeout: opts.check_timeout,
+        max_memo_bytes: opts.check_memory,
         max_failover_ms: opts.max_failover.map(|d| d.as_secs_f64() * 1000.0),
         ..CheckOptions::default()
     };
