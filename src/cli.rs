@@ -106,16 +106,8 @@ struct RunArgs {
     /// ZooKeeper session timeout of RapidStore nodes, e.g. 4s.
     #[arg(long, default_value = "4s", value_parser = parse_duration)]
     session_timeout: Duration,
-    /// Fail (exit 1) if the slowest failover exceeds this, e.g. 8s.
-    #[arg(long, value_parser = parse_duration)]
-    max_failover: Option<Duration>,
-    /// Give up the linearizability search after this long (verdict unknown).
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    check_timeout: Duration,
-    /// Memory the linearizability search's memo may hold, e.g. 512MiB
-    /// (past it: verdict unknown).
-    #[arg(long, default_value = "512MiB", value_parser = crate::checker::resources::parse_bytes)]
-    check_memory: usize,
+    #[command(flatten)]
+    checker: CheckerArgs,
     /// Print the fault schedule this seed plans (JSON) and exit; touch nothing.
     #[arg(long)]
     dry_run: bool,
@@ -173,7 +165,15 @@ struct CheckArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
-    /// Fail (exit 1) if the slowest failover exceeds this.
+    #[command(flatten)]
+    checker: CheckerArgs,
+}
+
+/// How the checker judges, shared by `run` and `check`: the failover
+/// target and the linearizability search's budgets.
+#[derive(clap::Args, Debug, Clone)]
+struct CheckerArgs {
+    /// Fail (exit 1) if the slowest failover exceeds this, e.g. 8s.
     #[arg(long, value_parser = parse_duration)]
     max_failover: Option<Duration>,
     /// Give up the linearizability search after this long (verdict unknown).
@@ -374,9 +374,9 @@ async fn run_cmd(a: RunArgs) -> i32 {
         bugs: a.bugs,
         out: a.out,
         session_timeout_ms: a.session_timeout.as_millis() as u64,
-        max_failover: a.max_failover,
-        check_timeout: a.check_timeout,
-        check_memory: a.check_memory,
+        max_failover: a.checker.max_failover,
+        check_timeout: a.checker.check_timeout,
+        check_memory: a.checker.check_memory,
         defs_dir: defs,
         hosts,
     };
@@ -545,9 +545,9 @@ fn check(a: CheckArgs) -> i32 {
             ..Default::default()
         });
     let opts = CheckOptions {
-        timeout: a.check_timeout,
-        max_memo_bytes: a.check_memory,
-        max_failover_ms: a.max_failover.map(|d| d.as_secs_f64() * 1000.0),
+        timeout: a.checker.check_timeout,
+        max_memo_bytes: a.checker.check_memory,
+        max_failover_ms: a.checker.max_failover.map(|d| d.as_secs_f64() * 1000.0),
         ..CheckOptions::default()
     };
     match run::check_run_dir(&a.run_dir, info, Vec::new(), &opts) {
@@ -577,14 +577,14 @@ fn check_edn(a: CheckArgs) -> i32 {
             "--model is required for a Jepsen history: register, cas-register, multi-register or mutex",
         );
     };
-    if a.max_failover.is_some() {
+    if a.checker.max_failover.is_some() {
         return usage("--max-failover applies to harness runs, not Jepsen histories");
     }
     let opts = jepsen::EdnOptions {
         init: a.init,
         independent: a.independent,
-        timeout: a.check_timeout,
-        max_memo_bytes: a.check_memory,
+        timeout: a.checker.check_timeout,
+        max_memo_bytes: a.checker.check_memory,
         ..jepsen::EdnOptions::new(model)
     };
     match jepsen::check_file(&a.run_dir, &opts) {

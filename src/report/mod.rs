@@ -233,7 +233,8 @@ mod tests {
         assert_eq!(exit_code(&r), 1);
         // Heal or teardown problems: a valid run is not a pass; a finding
         // or an unknown keeps its own code.
-        r.teardown_errors.push("heal: RapidStore on n2 is still stopped".into());
+        r.teardown_errors
+            .push("heal: RapidStore on n2 is still stopped".into());
         assert_eq!(exit_code(&r), 1);
         r.valid = Validity::Unknown;
         assert_eq!(exit_code(&r), 2);
