@@ -132,27 +132,8 @@ fn ack_before_replicate_is_caught_as_lost_writes() {
             ],
         );
         assert_nothing_left(&dir);
-        let r = report(&dir);
-        match o.status.code() {
-            Some(1) if r["checks"]["no-lost-writes"]["valid"] != false => {
-                // Also a catch (often linearizability), but not the one asked for.
-                eprintln!(
-                    "attempt {attempt}: invalid without a lost write: {:#}",
-                    r["checks"]
-                );
-            }
-            Some(1) => {
-                let lost = &r["checks"]["no-lost-writes"];
-                let cx = lost["counterexample"].to_string();
-                assert!(
-                    cx.contains("\"write\"") && cx.contains("index"),
-                    "lost write not named: {cx}"
-                );
-                eprintln!("caught on attempt {attempt}");
-                return;
-            }
-            Some(0) => eprintln!("attempt {attempt}: no write was in flight at a kill"),
-            _ => panic!("unexpected outcome: {}\nreport: {r:#}", describe(&o)),
+        if caught_lost_write(&o, &report(&dir), attempt) {
+            return;
         }
     }
     panic!("ack-before-replicate was not caught in {TRIES} runs");

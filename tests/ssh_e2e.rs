@@ -10,7 +10,9 @@
 
 mod common;
 
-use common::{assert_failover_measured, assert_valid, describe, harness, report, serial};
+use common::{
+    assert_failover_measured, assert_valid, caught_lost_write, describe, harness, report, serial,
+};
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -364,17 +366,8 @@ fn ack_before_replicate_is_caught_over_ssh() {
         );
         let left = hosts.leftovers(&run_id_of(&dir));
         assert!(left.is_empty(), "left on the hosts: {left:#?}");
-        let r = report(&dir);
-        match o.status.code() {
-            Some(1) if r["checks"]["no-lost-writes"]["valid"] == false => {
-                let cx = r["checks"]["no-lost-writes"]["counterexample"].to_string();
-                assert!(cx.contains("\"write\""), "lost write not named: {cx}");
-                eprintln!("caught on attempt {attempt}");
-                return;
-            }
-            Some(1) => eprintln!("attempt {attempt}: invalid without a lost write"),
-            Some(0) => eprintln!("attempt {attempt}: no write was in flight at a kill"),
-            _ => panic!("unexpected outcome: {}\nreport: {r:#}", describe(&o)),
+        if caught_lost_write(&o, &report(&dir), attempt) {
+            return;
         }
     }
     panic!("ack-before-replicate was not caught over SSH in {TRIES} runs");

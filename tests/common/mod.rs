@@ -91,6 +91,38 @@ pub fn assert_valid(o: &Output, dir: &Path) -> Value {
     r
 }
 
+/// One try at catching `ack-before-replicate`: true if the run was invalid
+/// with a lost write named in the counterexample; false if this try caught
+/// nothing (no write in flight at a kill) or something else; panics on an
+/// outcome that is neither (a run that could not be carried out).
+pub fn caught_lost_write(o: &Output, r: &Value, attempt: usize) -> bool {
+    let lost = &r["checks"]["no-lost-writes"];
+    match o.status.code() {
+        Some(1) if lost["valid"] == false => {
+            let cx = lost["counterexample"].to_string();
+            assert!(
+                cx.contains("\"write\"") && cx.contains("index"),
+                "lost write not named: {cx}"
+            );
+            eprintln!("caught on attempt {attempt}");
+            true
+        }
+        Some(1) => {
+            // Also a catch (often linearizability), but not the one asked for.
+            eprintln!(
+                "attempt {attempt}: invalid without a lost write: {:#}",
+                r["checks"]
+            );
+            false
+        }
+        Some(0) => {
+            eprintln!("attempt {attempt}: no write was in flight at a kill");
+            false
+        }
+        _ => panic!("unexpected outcome: {}\nreport: {r:#}", describe(o)),
+    }
+}
+
 /// At least one fault of the report has a measured failover.
 pub fn assert_failover_measured(r: &Value) {
     let faults = r["failover"]["per_fault"].as_array().unwrap();
