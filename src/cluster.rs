@@ -52,8 +52,6 @@ pub struct ClusterConfig {
     pub rapidstore_bin: Option<PathBuf>,
     /// Whether to start RapidStore at all (false: network and ZooKeeper only).
     pub start_rapidstore: bool,
-    /// Extra environment per node for RapidStore.
-    pub node_env: BTreeMap<String, Vec<(String, String)>>,
     /// Start RapidStore under libfaketime, each node reading its clock
     /// offset from a file of the run's on the node (for clock faults).
     pub faketime: bool,
@@ -76,7 +74,6 @@ impl ClusterConfig {
             bugs: Vec::new(),
             rapidstore_bin: None,
             start_rapidstore: true,
-            node_env: BTreeMap::new(),
             faketime: false,
             ready_timeout: Duration::from_secs(60),
             hosts: None,
@@ -119,15 +116,6 @@ impl ClusterConfig {
                 2 * tick,
                 self.session_timeout_ms
             );
-        }
-        for node in self.node_env.keys() {
-            let ok = node
-                .strip_prefix('n')
-                .and_then(|k| k.parse::<usize>().ok())
-                .is_some_and(|k| (1..=self.nodes).contains(&k));
-            if !ok {
-                bail!("environment given for unknown node `{node}`");
-            }
         }
         Ok(())
     }
@@ -492,7 +480,7 @@ async fn start_dbs(
             .await?;
         phase(phases, "zookeeper ready", t);
 
-        let mut node_env = cfg.node_env.clone();
+        let mut node_env: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         let faketime_files = if cfg.faketime && bin.is_some() {
             let files = create_faketime_files(cfg, control, addrs).await?;
             let lib = crate::doctor::libfaketime();
@@ -828,10 +816,6 @@ mod tests {
             },
             ClusterConfig {
                 session_timeout_ms: 100,
-                ..ok.clone()
-            },
-            ClusterConfig {
-                node_env: [("n9".to_string(), vec![])].into_iter().collect(),
                 ..ok.clone()
             },
         ] {
