@@ -13,8 +13,10 @@ pub mod netns;
 pub mod posix;
 pub mod ssh;
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -85,16 +87,16 @@ pub struct ProcessHandle {
 /// a step is journaled before the first SIGSTOP, and resolved once the
 /// process is resumed or has exited.
 #[derive(Debug)]
-pub struct PauseSteps<K>(std::sync::Mutex<std::collections::HashMap<K, UndoId>>);
+pub struct PauseSteps<K>(Mutex<HashMap<K, UndoId>>);
 
 impl<K: std::hash::Hash + Eq> Default for PauseSteps<K> {
     fn default() -> Self {
-        PauseSteps(std::sync::Mutex::new(std::collections::HashMap::new()))
+        PauseSteps(Mutex::new(HashMap::new()))
     }
 }
 
 impl<K: std::hash::Hash + Eq> PauseSteps<K> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<K, UndoId>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<K, UndoId>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -106,7 +108,7 @@ impl<K: std::hash::Hash + Eq> PauseSteps<K> {
         key: K,
         undo: impl FnOnce() -> Undo,
     ) -> Result<()> {
-        if let std::collections::hash_map::Entry::Vacant(slot) = self.lock().entry(key) {
+        if let Entry::Vacant(slot) = self.lock().entry(key) {
             slot.insert(journal.push(undo())?);
         }
         Ok(())
