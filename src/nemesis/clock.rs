@@ -25,8 +25,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use crate::control::clock::faketime_env;
-
 /// How a run moves its nodes' clocks.
 #[derive(Debug, Clone)]
 pub enum Clocks {

@@ -432,10 +432,10 @@ impl<'a> Nemesis<'a> {
                     Err(e) => (serde_json::Value::Null, Err(e)),
                 };
                 let strobe = match (spec.strobe, &r, &self.clocks) {
-                    (Some(period), Ok(()), Some(files)) => {
+                    (Some(period), Ok(()), Some(clocks)) => {
                         let (tx, mut rx) = watch::channel(false);
-                        let (files, control, journal, nodes) = (
-                            files.clone(),
+                        let (clocks, control, journal, nodes) = (
+                            clocks.clone(),
                             self.cluster.control().clone(),
                             self.cluster.journal().clone(),
                             targets.clone(),
@@ -450,7 +450,7 @@ impl<'a> Nemesis<'a> {
                                 on = !on;
                                 for n in &nodes {
                                     let off = if on { ms } else { 0 };
-                                    let _ = files.set(&control, &journal, n, off).await;
+                                    let _ = clocks.set(&control, &journal, n, off).await;
                                 }
                             }
                         });
