@@ -396,7 +396,7 @@ fn fault_bands(h: &mut String, view: &RunView, x: &Linear, y0: f64, y1: f64) {
         let b = x.clamped(w.end_ms).max(a + 1.0);
         let _ = write!(
             h,
-            r#"<rect class="band{}" data-fault-index="{i}" x="{}" y="{}" width="{}" height="{}"><title>{} ({}) {:.0}–{:.0} ms{}</title></rect>"#,
+            r#"<rect class="band{}" data-fault-index="{i}" x="{}" y="{}" width="{}" height="{}"><title>{} ({}) {:.0}–{:.0} ms{}{}</title></rect>"#,
             if w.error.is_some() { " failed" } else { "" },
             n(a),
             n(y0),
@@ -406,6 +406,9 @@ fn fault_bands(h: &mut String, view: &RunView, x: &Linear, y0: f64, y1: f64) {
             esc(&w.fault),
             w.start_ms,
             w.end_ms,
+            w.note
+                .as_ref()
+                .map_or(String::new(), |note| format!(" — {}", esc(note))),
             w.error
                 .as_ref()
                 .map_or(String::new(), |e| format!(" — did not apply: {}", esc(e)))

@@ -51,18 +51,59 @@ pub(crate) struct FaultWindow {
     pub healed_by: Option<String>,
     /// The fault did not apply (the nemesis step recorded an error).
     pub error: Option<String>,
+    /// Clock faults: the offset asked for, in ms.
+    pub offset_ms: Option<i64>,
+    /// Clock faults: how the clock was moved and what each node showed,
+    /// e.g. `faketime; shows n2 -29.9 s`.
+    pub note: Option<String>,
 }
 
 impl FaultWindow {
-    /// `partition n3`, `kill n1 n2`.
+    /// `partition n3`, `kill n1 n2`, `skew n2 -30 s`.
     pub fn label(&self) -> String {
         let t = if self.targets.is_empty() {
             String::new()
         } else {
             format!(" {}", self.targets.join(" "))
         };
-        format!("{}{t}", self.action)
+        let offset = self
+            .offset_ms
+            .map_or(String::new(), |ms| format!(" {}", seconds(ms)));
+        format!("{}{t}{offset}", self.action)
     }
+}
+
+/// `-30 s`, `+1.5 s`.
+fn seconds(ms: i64) -> String {
+    let s = format!("{:+.1}", ms as f64 / 1000.0);
+    format!("{} s", s.trim_end_matches(".0"))
+}
+
+/// A clock fault's offset asked for, and its note: the method and the
+/// offset each node's `/health` showed.
+fn clock_detail(detail: &serde_json::Value) -> (Option<i64>, Option<String>) {
+    let Some(asked) = detail.get("asked_ms").and_then(|v| v.as_i64()) else {
+        return (None, None);
+    };
+    let shown: Vec<String> = detail
+        .get("measured_ms")
+        .and_then(|m| m.as_object())
+        .into_iter()
+        .flatten()
+        .map(|(n, v)| match v.as_i64() {
+            Some(ms) => format!("{n} {:+.1} s", ms as f64 / 1000.0),
+            None => format!("{n} did not answer"),
+        })
+        .collect();
+    let mut note = detail
+        .get("method")
+        .and_then(|m| m.as_str())
+        .unwrap_or("clock")
+        .to_string();
+    if !shown.is_empty() {
+        note.push_str(&format!("; shows {}", shown.join(", ")));
+    }
+    (Some(asked), Some(note))
 }
 
 /// A replicated write a replica rejected (its token was below the highest seen).
@@ -225,6 +266,7 @@ impl<'a> RunView<'a> {
                             w.healed_by = Some(action.clone());
                         }
                     } else {
+                        let (offset_ms, note) = clock_detail(detail);
                         faults.push(FaultWindow {
                             start_ms: t,
                             end_ms,
@@ -233,6 +275,8 @@ impl<'a> RunView<'a> {
                             targets: targets.clone(),
                             healed_by: None,
                             error,
+                            offset_ms,
+                            note,
                         });
                     }
                 }
@@ -704,6 +748,34 @@ mod tests {
             .iter()
             .any(|r| r.node == "n3" && r.token == 1 && r.time_ms == Some(7200.0)));
         assert!(!v.zk_leader.is_empty());
+    }
+
+    #[test]
+    fn clock_faults_show_the_offset_asked_and_shown() {
+        let mut h = crate::checker::testkit::H::new();
+        h.nemesis(1000.0, "partition", &["n1"]);
+        h.push(Event::Nemesis {
+            time_ms: 1000.0,
+            fault: "clock-skew".into(),
+            action: "skew".into(),
+            targets: vec!["n1".into()],
+            detail: serde_json::json!({
+                "asked_ms": -30000,
+                "measured_ms": { "n1": -29940, "n2": null },
+                "method": "settime",
+            }),
+        });
+        let events = h.build();
+        let v = RunView::new(&events, &[]);
+        assert_eq!(v.faults[0].label(), "partition n1");
+        assert_eq!(v.faults[0].note, None);
+        let skew = &v.faults[1];
+        assert_eq!(skew.label(), "skew n1 -30 s");
+        assert_eq!(
+            skew.note.as_deref(),
+            Some("settime; shows n1 -29.9 s, n2 did not answer")
+        );
+        assert_eq!(seconds(1500), "+1.5 s");
     }
 
     #[test]
